@@ -1,0 +1,19 @@
+"""lm-layers-explainer: see inside transformer language models.
+
+>>> from lm_layers_explainer import lm_layers_explainer, load_model
+>>> lm_layers_explainer.entry_points          # name -> what it shows
+>>> lm = load_model("SmolLM2-135M-Instruct")  # offline catalog, hub id, folder or (model, tokenizer)
+"""
+
+from .models import KINDS, LoadedModel, ModelNotAvailableError, clear_model_cache, load_model
+from .registry import lm_layers_explainer
+
+__all__ = [
+    "KINDS",
+    "LoadedModel",
+    "ModelNotAvailableError",
+    "clear_model_cache",
+    "lm_layers_explainer",
+    "load_model",
+]
+__version__ = "0.1.0"

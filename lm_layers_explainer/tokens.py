@@ -1,0 +1,114 @@
+"""The ``tokens`` explainer: how a model's tokenizer splits a text.
+
+Every other explainer takes token positions; this one shows them.
+
+>>> tokens = lm_layers_explainer["tokens"]("SmolLM2-135M-Instruct")
+>>> tokens("The capital of France is").to_frame()
+   position     token  token_id  special
+0         0       The       504    False
+...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .models import load_model
+from .render import Result, escape, visible
+
+
+@dataclass
+class TokensResult(Result):
+    """Tokens of one text: ``positions``, ``tokens`` (as decoded text), ``token_ids``,
+    ``special`` (True for tokens the tokenizer added, such as ``[CLS]``)."""
+
+    text: str
+    tokens: list[str]
+    token_ids: list[int]
+    special: list[bool]
+    model_name: str
+
+    @property
+    def positions(self) -> list[int]:
+        return list(range(len(self.tokens)))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __repr__(self) -> str:
+        return f"TokensResult({len(self)} tokens: {self.tokens!r})"
+
+    def to_frame(self):
+        """A pandas DataFrame with columns ``position, token, token_id, special``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "position": self.positions,
+                "token": self.tokens,
+                "token_id": self.token_ids,
+                "special": self.special,
+            }
+        )
+
+    def to_html(self) -> str:
+        chips = "".join(
+            '<span style="display:inline-block;margin:2px;padding:2px 5px;border:1px solid '
+            f"#999;border-radius:4px;background:{'#eee' if special else '#e8f0fe'};"
+            'font-family:monospace;text-align:center">'
+            f'<small style="color:#666">{position}</small><br>{escape(visible(token))}</span>'
+            for position, token, special in zip(self.positions, self.tokens, self.special)
+        )
+        caption = f"{len(self)} tokens from {escape(self.model_name)}'s tokenizer"
+        return f'<div class="lmle-tokens"><div>{caption}</div>{chips}</div>'
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        n = len(self)
+        figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * n), 1.2))
+        for position, (token, special) in enumerate(zip(self.tokens, self.special)):
+            axes.text(
+                position,
+                0,
+                visible(token),
+                ha="center",
+                va="center",
+                family="monospace",
+                bbox={"boxstyle": "round", "facecolor": "#eeeeee" if special else "#e8f0fe"},
+            )
+            axes.text(position, 0.6, str(position), ha="center", color="#666666", fontsize=8)
+        axes.set_xlim(-0.7, n - 0.3)
+        axes.set_ylim(-0.6, 1.0)
+        axes.axis("off")
+        axes.set_title(f"{n} tokens ({self.model_name})", fontsize=9)
+        return figure
+
+
+class TokensExplainer:
+    """Show how the model's tokenizer splits a text: position, token, id.
+
+    >>> tokens = lm_layers_explainer["tokens"]("tiny-gpt2")
+    >>> result = tokens("The cat sat")      # TokensResult; shows as HTML in a notebook
+    >>> result.to_frame().columns.tolist()
+    ['position', 'token', 'token_id', 'special']
+    """
+
+    def __init__(self, model):
+        self.model = load_model(model)
+
+    def __call__(self, text: str) -> TokensResult:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string; got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError("text must contain something besides whitespace; got an empty text")
+        tokenizer = self.model.tokenizer
+        ids = tokenizer(text)["input_ids"]
+        special_ids = set(tokenizer.all_special_ids)
+        return TokensResult(
+            text=text,
+            tokens=[tokenizer.decode([i]) for i in ids],
+            token_ids=list(ids),
+            special=[i in special_ids for i in ids],
+            model_name=self.model.name,
+        )

@@ -2,7 +2,7 @@
 
 >>> from lm_layers_explainer import lm_layers_explainer, load_model
 >>> lm_layers_explainer.entry_points          # name -> what it shows
->>> lm = load_model("SmolLM2-135M-Instruct")  # offline catalog, hub id, folder or (model, tokenizer)
+>>> lm = load_model("SmolLM2-135M-Instruct")  # catalog name, hub id, folder, (model, tokenizer)
 """
 
 from .models import KINDS, LoadedModel, ModelNotAvailableError, clear_model_cache, load_model

@@ -145,7 +145,16 @@ def _load_smollm2(kind, **options):
 
 # --------------------------------------------------------------------------- tiny models
 
-_TINY_CORPUS = ["The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is Madrid.", "The keys to the cabinet are on the table. The key to the cabinet is on the table.", "The cat sat on the mat. The cat lay on the rug. The dog sat on the mat.", "Heathrow airport is in the city of London. The Eiffel Tower stands in the city of Paris.", "The House Budget Committee voted Saturday to pass a spending bill.", "The House Budget Committee passed a spending bill.", "A language model predicts the next token. Attention mixes information between tokens.", "The movie was good. The movie was bad. I liked it. I hated it. This is great. This is awful.", ""]
+_TINY_CORPUS = [
+    "The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is Madrid.",
+    "The keys to the cabinet are on the table. The key to the cabinet is on the table.",
+    "The cat sat on the mat. The cat lay on the rug. The dog sat on the mat.",
+    "Heathrow airport is in the city of London. The Eiffel Tower stands in the city of Paris.",
+    "The House Budget Committee voted Saturday to pass a spending bill.",
+    "The House Budget Committee passed a spending bill.",
+    "A language model predicts the next token. Attention mixes information between tokens.",
+    "The movie was good. The movie was bad. I liked it. I hated it. This is great. This is awful.",
+]
 
 
 def _byte_level_tokenizer(special: list[str], vocab_size: int = 1000):
@@ -164,31 +173,30 @@ def _byte_level_tokenizer(special: list[str], vocab_size: int = 1000):
     return tokenizer
 
 
-def _wordpiece_tokenizer(vocab_size: int = 1000):
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+def _wordpiece_tokenizer():
+    """An uncased WordPiece tokenizer whose vocabulary is listed, not trained: the words of
+    the corpus, plus single letters and digits (also as ``##`` pieces) for other words.
+    (tokenizers' WordPieceTrainer breaks ties differently from one process to the next.)"""
+    import re
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    words = sorted({w for line in _TINY_CORPUS for w in re.findall(r"\w+|[^\w\s]", line.lower())})
+    chars = list(string.ascii_lowercase + string.digits)
+    pieces = special + words + [c for c in chars + list(string.punctuation) if c not in words]
+    pieces += ["##" + c for c in chars]
+    tokenizer = Tokenizer(
+        models.WordPiece({piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]")
+    )
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=special, show_progress=False
-    )
-    tokenizer.train_from_iterator(_TINY_CORPUS, trainer=trainer)
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
     return tokenizer
 
@@ -233,6 +241,7 @@ def _tiny_gpt2(kind, **options):
         bos_token_id=0,
         eos_token_id=0,
         pad_token_id=0,
+        architectures=["GPT2LMHeadModel"],
         attn_implementation="eager",
     )
     return _finish(_seeded(lambda: GPT2LMHeadModel(config)), **options), tokenizer
@@ -260,6 +269,7 @@ def _tiny_bert(kind, **options):
         attn_implementation="eager",
     )
     model_class = BertForMaskedLM if kind == "masked" else BertModel
+    config.architectures = [model_class.__name__]
     return _finish(_seeded(lambda: model_class(config)), **options), tokenizer
 
 
@@ -267,7 +277,7 @@ def _tiny_bart(kind, **options):
     from tokenizers import processors
     from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
 
-    raw = _byte_level_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    raw = _byte_level_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # ids 0..4
     raw.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
         pair="<s> $A </s> </s> $B </s>",
@@ -296,6 +306,7 @@ def _tiny_bart(kind, **options):
         eos_token_id=2,
         decoder_start_token_id=2,
         forced_eos_token_id=2,
+        architectures=["BartForConditionalGeneration"],
         attn_implementation="eager",
     )
     return _finish(_seeded(lambda: BartForConditionalGeneration(config)), **options), tokenizer

@@ -1,6 +1,6 @@
 """Model loading: one function, :func:`load_model`, used by every explainer.
 
->>> lm = load_model("tiny-gpt2")            # a catalog name, a hub id, a folder, or (model, tokenizer)
+>>> lm = load_model("tiny-gpt2")  # a catalog name, a hub id, a folder, or (model, tokenizer)
 >>> lm.kind, lm.n_layers
 ('causal', 2)
 
@@ -304,9 +304,8 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
 def _find_layers(stack: nn.Module) -> nn.ModuleList:
     """The first ModuleList of identical blocks in a transformer stack (h, layers, layer, block)."""
     for module in stack.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            if len({type(block) for block in module}) == 1:
-                return module
+        if isinstance(module, nn.ModuleList) and len({type(block) for block in module}) == 1:
+            return module
     raise ValueError(
         f"could not find the transformer blocks of {type(stack).__name__}: "
         "no ModuleList of identical layers"

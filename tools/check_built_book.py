@@ -1,0 +1,58 @@
+"""Checks on the built HTML book that Sphinx does not make (run by `nox -s book`).
+
+- every mermaid `click` link in every page resolves to an existing page and element id;
+- every citation rendered as a link points to an existing bibliography entry.
+
+    python tools/check_built_book.py book/_build/html
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from pathlib import Path
+
+
+def ids_in(page: Path) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+
+
+def check(root: Path) -> list[str]:
+    problems = []
+    pages = sorted(p for p in root.rglob("*.html") if "_static" not in p.parts)
+    mermaid_pages = clicks = citations = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        blocks = re.findall(r'<pre[^>]*class="mermaid"[^>]*>(.*?)</pre>', text, flags=re.S)
+        mermaid_pages += bool(blocks)
+        for block in blocks:
+            for node, url in re.findall(r'click (\w+) "([^"]+)"', html.unescape(block)):
+                clicks += 1
+                target, _, anchor = url.partition("#")
+                target_page = (page.parent / target) if target else page
+                if not target_page.exists():
+                    problems.append(f"{page.name}: node {node} links to missing page {url}")
+                elif anchor and anchor not in ids_in(target_page):
+                    problems.append(f"{page.name}: node {node} links to missing id {url}")
+        for href in re.findall(r'<a class="reference internal" href="([^"]*#id\d+)"', text):
+            citations += 1
+            target, _, anchor = href.partition("#")
+            target_page = (page.parent / target) if target else page
+            if not target_page.exists() or anchor not in ids_in(target_page):
+                problems.append(f"{page.name}: citation link {href} does not resolve")
+    if not (mermaid_pages and clicks):
+        problems.append("no mermaid graph with links in the built book")
+    if not citations:
+        problems.append("no citation links in the built book")
+    print(f"{mermaid_pages} page(s) with mermaid, {clicks} node link(s), {citations} citation(s)")
+    return problems
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "book/_build/html")
+    found = check(root)
+    for problem in found:
+        print("ERROR:", problem)
+    print(f"checked {root}: {len(found)} problem(s)")
+    sys.exit(1 if found else 0)

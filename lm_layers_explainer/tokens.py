@@ -67,8 +67,13 @@ class TokensResult(Result):
     def figure(self):
         import matplotlib.pyplot as plt
 
-        n = len(self)
-        figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * n), 1.2))
+        figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * len(self)), 1.2))
+        self.draw(axes)
+        axes.set_title(f"{len(self)} tokens ({self.model_name})", fontsize=9)
+        return figure
+
+    def draw(self, axes) -> None:
+        """Draw the token boxes, positions above, on a matplotlib ``axes``."""
         for position, (token, special) in enumerate(zip(self.tokens, self.special, strict=True)):
             axes.text(
                 position,
@@ -80,11 +85,9 @@ class TokensResult(Result):
                 bbox={"boxstyle": "round", "facecolor": "#eeeeee" if special else "#e8f0fe"},
             )
             axes.text(position, 0.6, str(position), ha="center", color="#666666", fontsize=8)
-        axes.set_xlim(-0.7, n - 0.3)
+        axes.set_xlim(-0.7, len(self) - 0.3)
         axes.set_ylim(-0.6, 1.0)
         axes.axis("off")
-        axes.set_title(f"{n} tokens ({self.model_name})", fontsize=9)
-        return figure
 
 
 class TokensExplainer:

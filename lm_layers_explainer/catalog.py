@@ -111,8 +111,11 @@ def _convert_gguf(gguf: Path, target: Path, *, progress: bool) -> None:
 
     folder, name = str(gguf.parent), gguf.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    # No explicit disable=False: TQDM_DISABLE=1 in the environment must still silence it.
     steps = tqdm(
-        total=3, desc="SmolLM2: converting GGUF to safetensors (once)", disable=not progress
+        total=3,
+        desc="SmolLM2: converting GGUF to safetensors (once)",
+        **({} if progress else {"disable": True}),
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     steps.update()
@@ -137,6 +140,15 @@ def _convert_gguf(gguf: Path, target: Path, *, progress: bool) -> None:
         shutil.rmtree(staging, ignore_errors=True)
     steps.update()
     steps.close()
+
+
+def prepare(progress: bool = True) -> list[Path]:
+    """Do the one-time work of the catalog now (convert SmolLM2's GGUF), so that later
+    loads are quick and print nothing. Returns the prepared folders.
+
+    >>> catalog.prepare()        # or: python -m lm_layers_explainer.catalog
+    """
+    return [smollm2_folder(progress=progress)]
 
 
 def _load_smollm2(kind, **options):
@@ -400,3 +412,8 @@ def offline_hint() -> str:
         "Models that load offline: " + ", ".join(names()) + "; or pass a local folder "
         "with a transformers checkpoint, or a (model, tokenizer) pair."
     )
+
+
+if __name__ == "__main__":
+    for folder in prepare():
+        print(f"ready: {folder}")

@@ -27,6 +27,19 @@ _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "lay
 # BERT-style masked LMs keep a whole prediction head (dense, activation, LayerNorm, decoder)
 # under `cls`; most others a single linear layer under `lm_head`.
 _HEAD_NAMES = ("cls", "lm_head")
+# Where a block keeps the last linear layer of its feed-forward network; the *input* of that
+# layer is the vector of neuron activations (after the nonlinearity, and the gate if any).
+_FFN_DOWN_PATHS = (
+    "mlp.down_proj",  # Llama, Mistral, Qwen, Gemma, SmolLM
+    "mlp.c_proj",  # GPT-2
+    "mlp.dense_4h_to_h",  # GPT-NeoX, Pythia
+    "mlp.fc_out",  # GPT-J
+    "mlp.fc2",  # Phi, CLIP
+    "output.dense",  # BERT, RoBERTa, ELECTRA (the intermediate activations go in)
+    "ffn.lin2",  # DistilBERT
+    "fc2",  # BART, OPT, Marian, Whisper
+    "layer.-1.DenseReluDense.wo",  # T5
+)
 
 
 class ModelNotAvailableError(OSError):
@@ -67,6 +80,11 @@ class LoadedModel:
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of logits the language-model head gives (the model's vocabulary)."""
+        return int(self.config.get_text_config().vocab_size)
 
     @property
     def device(self) -> torch.device:
@@ -298,6 +316,25 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
         unembedding=head if kind != "encoder" else None,
         encoder_layers=encoder_layers,
         source=source,
+    )
+
+
+def feed_forward_down(block: nn.Module) -> nn.Module:
+    """The last linear layer of a block's feed-forward network (its input: the neurons)."""
+    for path in _FFN_DOWN_PATHS:
+        module = block
+        for part in path.split("."):
+            if part.lstrip("-").isdigit() and isinstance(module, nn.ModuleList):
+                module = module[int(part)]
+            else:
+                module = getattr(module, part, None)
+            if module is None:
+                break
+        if isinstance(module, nn.Module):
+            return module
+    raise ValueError(
+        f"could not find the feed-forward layer of {type(block).__name__}; known layouts: "
+        + ", ".join(_FFN_DOWN_PATHS)
     )
 
 

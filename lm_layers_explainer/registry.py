@@ -14,6 +14,9 @@ from .render import escape
 
 ENTRY_POINTS: dict[str, str] = {
     "tokens": "lm_layers_explainer.tokens:TokensExplainer",
+    "activations": "lm_layers_explainer.activations:ActivationsExplainer",
+    "predictions": "lm_layers_explainer.predictions:PredictionsExplainer",
+    "rankings": "lm_layers_explainer.rankings:RankingsExplainer",
 }
 """Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
 

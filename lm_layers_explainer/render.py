@@ -78,3 +78,83 @@ class Result:
                 f"path must end in .html, {', '.join(STATIC_SUFFIXES)}; got {path.name!r}"
             )
         return path
+
+
+# --------------------------------------------------------------------------- grids
+# The layer-by-layer views (predictions, rankings) are grids: rows are layers, columns are
+# candidates or positions, each cell a short text on a shade. One helper draws the HTML, one
+# the static figure, from the same shades.
+
+
+def shade(value: float, cmap: str = "Blues") -> tuple[str, str]:
+    """Background and text colour (hex) for a value in [0, 1] on a matplotlib colormap."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    value = min(max(float(value), 0.0), 1.0)
+    red, green, blue, _ = colormaps[cmap](0.05 + 0.9 * value)
+    text = "#ffffff" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.55 else "#000000"
+    return to_hex((red, green, blue)), text
+
+
+def html_grid(
+    title: str,
+    column_labels: list[str],
+    row_labels: list[str],
+    cells: list[list[str]],
+    values: list[list[float]],
+    cmap: str = "Blues",
+    tooltips: list[list[str]] | None = None,
+) -> str:
+    """A self-contained HTML table; every text is escaped here."""
+    head = "".join(
+        f'<th style="padding:2px 6px;font-family:monospace">{escape(label)}</th>'
+        for label in column_labels
+    )
+    body = []
+    for r, (label, row) in enumerate(zip(row_labels, cells, strict=True)):
+        tds = []
+        for c, text in enumerate(row):
+            background, color = shade(values[r][c], cmap)
+            tip = f' title="{escape(tooltips[r][c])}"' if tooltips else ""
+            tds.append(
+                f'<td{tip} style="background:{background};color:{color};padding:2px 6px;'
+                f'font-family:monospace;white-space:pre;text-align:center">{escape(text)}</td>'
+            )
+        body.append(f'<tr><th style="padding:2px 6px">{escape(label)}</th>{"".join(tds)}</tr>')
+    return (
+        f'<div class="lmle-grid"><div style="margin-bottom:4px">{escape(title)}</div>'
+        f'<table style="border-collapse:collapse;font-size:12px"><tr><th></th>{head}</tr>'
+        f"{''.join(body)}</table></div>"
+    )
+
+
+def grid_figure(
+    title: str,
+    column_labels: list[str],
+    row_labels: list[str],
+    cells: list[list[str]],
+    values,
+    cmap: str = "Blues",
+    row_axis: str = "layer",
+):
+    """The static twin of :func:`html_grid`: a matplotlib figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.clip(np.asarray(values, dtype=float), 0, 1)
+    n_rows, n_columns = values.shape
+    width = min(2.0 + 1.0 * n_columns, 30.0)
+    figure, axes = plt.subplots(figsize=(width, 1.0 + 0.28 * n_rows))
+    axes.imshow(0.05 + 0.9 * values, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for r in range(n_rows):
+        for c in range(n_columns):
+            _, color = shade(values[r, c], cmap)
+            axes.text(c, r, cells[r][c], ha="center", va="center", fontsize=7, color=color)
+    axes.set_xticks(range(n_columns), column_labels, fontsize=8)
+    axes.xaxis.tick_top()
+    axes.set_yticks(range(n_rows), row_labels, fontsize=7)
+    axes.set_ylabel(row_axis)
+    axes.set_title(title, fontsize=9, pad=24)
+    figure.tight_layout()
+    return figure

@@ -87,3 +87,27 @@ def test_sentence_embeddings_rank_paraphrases_closer():
     )
     cosine = torch.nn.functional.cosine_similarity
     assert cosine(cat, rug, dim=0) > cosine(cat, tax, dim=0) + 0.2
+
+
+def test_smollm2_logit_lens_says_paris_at_the_last_layer():
+    from lm_layers_explainer import lm_layers_explainer
+
+    predictions = lm_layers_explainer["predictions"](
+        "SmolLM2-135M-Instruct", "The capital of France is"
+    )
+    result = predictions(position=5)
+    assert result.candidates[-1][0] == " Paris"
+    assert result.probabilities[-1][0] > 0.5
+    assert result.layers == list(range(30))
+
+
+def test_smollm2_rankings_of_are_versus_is_at_every_layer():
+    from lm_layers_explainer import lm_layers_explainer
+
+    out = lm_layers_explainer["rankings"]("SmolLM2-135M-Instruct")("The keys to the cabinet")
+    watched = out.rankings_watch(watch=[" is", " are"], position=5)
+    assert watched.ranks.shape == (30, 2)
+    assert watched.ranks[-1, 1] == 1  # " are" wins at the output: the plural subject "keys"
+    assert watched.ranks[-1, 0] > 1
+    frame = watched.to_frame()
+    assert set(frame["layer"]) == set(range(30)) and set(frame["token"]) == {" is", " are"}

@@ -1,0 +1,226 @@
+"""The ``activations`` explainer: feed-forward neurons, decomposed into factors over the tokens.
+
+>>> activations = lm_layers_explainer["activations"]("all-MiniLM-L6-v2", text)
+>>> factors = activations(n_components=8)    # ActivationsResult; shows coloured tokens
+>>> factors.factors.shape                    # (n_components, n_tokens)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from .forward import encode, run
+from .models import feed_forward_down, load_model
+from .predictions import check_layer
+from .render import Result, escape, visible
+
+# Ten colours that stay apart on screen and in print (matplotlib's tab10).
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+
+
+def _colour(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+@dataclass
+class ActivationsResult(Result):
+    """NMF of the neuron activations of layers ``from_layer .. to_layer - 1``.
+
+    ``factors`` (n_components, n_tokens): how strongly each factor fires at each token;
+    ``components`` (n_components, n_neurons): which neurons make up each factor (neurons of
+    the chosen layers, concatenated in layer order); ``tokens`` the tokens of the text.
+    """
+
+    model_name: str
+    tokens: list[str]
+    factors: np.ndarray
+    components: np.ndarray
+    from_layer: int
+    to_layer: int
+    reconstruction_error: float
+
+    @property
+    def n_components(self) -> int:
+        return self.factors.shape[0]
+
+    def strongest(self) -> np.ndarray:
+        """For each token, the index of the factor that fires most there."""
+        return self.factors.argmax(0)
+
+    def top_tokens(self, k: int = 3) -> list[list[str]]:
+        """The ``k`` tokens at which each factor fires most."""
+        return [[self.tokens[i] for i in np.argsort(-row)[:k]] for row in self.factors]
+
+    def __repr__(self) -> str:
+        return (
+            f"ActivationsResult({self.n_components} factors over {len(self.tokens)} tokens, "
+            f"layers {self.from_layer}..{self.to_layer - 1})"
+        )
+
+    def to_frame(self):
+        """Columns ``position, token, factor, value``, one row per token and factor."""
+        import pandas as pd
+
+        rows = [
+            (p, token, f, float(self.factors[f, p]))
+            for p, token in enumerate(self.tokens)
+            for f in range(self.n_components)
+        ]
+        return pd.DataFrame(rows, columns=["position", "token", "factor", "value"])
+
+    def _opacity(self) -> np.ndarray:
+        """Per token: the strongest factor's value, relative to that factor's maximum."""
+        peak = self.factors.max(1, keepdims=True)
+        peak[peak == 0] = 1
+        return (self.factors / peak).max(0)
+
+    def to_html(self) -> str:
+        strongest, opacity = self.strongest(), self._opacity()
+        spans = "".join(
+            f'<span title="position {p}, factor {strongest[p]}" style="background:'
+            f"{_colour(strongest[p])}{int(40 + 215 * opacity[p]):02x};"
+            f'padding:1px 0;white-space:pre-wrap">{escape(token)}</span>'
+            for p, token in enumerate(self.tokens)
+        )
+        legend = "".join(
+            f'<div><span style="background:{_colour(f)};color:white;padding:0 6px">'
+            f"factor {f}</span> strongest at: {escape(', '.join(map(repr, top)))}</div>"
+            for f, top in enumerate(self.top_tokens())
+        )
+        return (
+            f'<div class="lmle-activations"><div>{escape(self.model_name)}: each token coloured '
+            f"by its strongest of {self.n_components} NMF factors of the feed-forward "
+            f"activations, layers {self.from_layer}..{self.to_layer - 1} (deeper colour = "
+            f'stronger)</div><div style="line-height:1.9;margin:6px 0">{spans}</div>'
+            f'<div style="font-size:12px">{legend}</div>'
+            f'<img alt="factor curves" src="data:image/png;base64,{self._curves_png()}"></div>'
+        )
+
+    def _curves_png(self) -> str:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(10, 2.4))
+        self.draw_curves(axes)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=90)
+        plt.close(figure)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def draw_curves(self, axes) -> None:
+        """Each factor's value along the tokens, on a matplotlib ``axes``."""
+        for f, row in enumerate(self.factors):
+            axes.plot(row, color=_colour(f), label=f"factor {f}", linewidth=1.2)
+        axes.set_xlabel("token position")
+        axes.set_ylabel("factor value")
+        axes.set_xlim(0, len(self.tokens) - 1)
+        axes.legend(fontsize=7, ncol=min(self.n_components, 5), loc="upper right")
+
+    def draw_tokens(self, axes, width: int = 150) -> None:
+        """The text, each token on its strongest factor's colour, wrapped at ``width`` chars."""
+        strongest, opacity = self.strongest(), self._opacity()
+        x, y = 0, 0
+        for p, token in enumerate(self.tokens):
+            shown = visible(token)
+            if x + len(shown) > width and x > 0:
+                x, y = 0, y + 1
+            axes.text(
+                x, -y, shown, family="monospace", fontsize=8, va="center",
+                bbox={"facecolor": _colour(strongest[p]), "alpha": 0.15 + 0.85 * opacity[p],
+                      "pad": 1, "linewidth": 0},
+            )  # fmt: skip
+            x += len(shown) + 1
+        axes.set_xlim(-1, width + 2)
+        axes.set_ylim(-y - 1, 1)
+        axes.axis("off")
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        rows = 1 + sum(len(visible(t)) + 1 for t in self.tokens) // 130
+        figure, (top, bottom) = plt.subplots(
+            2, 1, figsize=(11, 1.2 + 0.3 * rows + 2.4),
+            gridspec_kw={"height_ratios": [0.5 + 0.3 * rows, 2.4]},
+        )  # fmt: skip
+        self.draw_tokens(top)
+        top.set_title(
+            f"{self.model_name}: strongest NMF factor per token "
+            f"(layers {self.from_layer}..{self.to_layer - 1})",
+            fontsize=9,
+        )
+        self.draw_curves(bottom)
+        figure.tight_layout()
+        return figure
+
+
+class ActivationsExplainer:
+    """Feed-forward neuron activations, decomposed into a few factors over the tokens (NMF).
+
+    >>> activations = lm_layers_explainer["activations"](model, text)
+    >>> factors = activations(n_components=8)                  # every layer
+    >>> factors = activations(n_components=8, from_layer=2, to_layer=4)   # layers 2 and 3
+
+    The activations are the inputs of each block's last feed-forward linear layer (after
+    the nonlinearity and, in gated MLPs, the gate), for every token, captured with hooks in
+    one forward pass. Negative values are set to 0, as in ecco, because NMF needs
+    non-negative data: a factor describes neurons firing together. For seq2seq models the
+    encoder's layers are used.
+    """
+
+    def __init__(self, model, text: str):
+        self.model = load_model(model)
+        lm = self.model
+        self.sequence = encode(lm, text)
+        encoder = lm.kind == "seq2seq"
+        blocks = lm.encoder_layers if encoder else lm.layers
+        self.n_layers = len(blocks)
+        downs = [feed_forward_down(block) for block in blocks]
+        _, captured = run(self.sequence, downs, inputs=True, encoder=encoder)
+        # (layers, tokens, neurons), float32 on the CPU
+        self.activations = np.stack([a.float().cpu().numpy() for a in captured])
+        self.tokens = self.sequence.encoder_tokens if encoder else self.sequence.tokens
+
+    def __call__(
+        self,
+        n_components: int = 8,
+        from_layer: int | None = None,
+        to_layer: int | None = None,
+        *,
+        seed: int = 0,
+        max_iter: int = 500,
+    ) -> ActivationsResult:
+        from sklearn.decomposition import NMF
+
+        n_tokens = len(self.tokens)
+        if isinstance(n_components, bool) or not isinstance(n_components, int):
+            raise TypeError(f"n_components must be an int; got {n_components!r}")
+        if not 1 <= n_components <= n_tokens:
+            raise ValueError(
+                f"n_components must be in 1..{n_tokens} (the number of tokens); got {n_components}"
+            )
+        start = 0 if from_layer is None else check_layer(from_layer, self.n_layers, "from_layer")
+        stop = self.n_layers if to_layer is None else to_layer
+        if isinstance(stop, bool) or not isinstance(stop, int) or not start < stop <= self.n_layers:
+            raise ValueError(
+                f"to_layer must be in {start + 1}..{self.n_layers} (exclusive end, after "
+                f"from_layer={start}); got {to_layer!r}"
+            )
+        # (tokens, layers x neurons): each token is a sample, each neuron a feature.
+        data = np.maximum(self.activations[start:stop], 0).transpose(1, 0, 2).reshape(n_tokens, -1)
+        model = NMF(n_components=n_components, init="random", random_state=seed, max_iter=max_iter)
+        per_token = model.fit_transform(data)
+        return ActivationsResult(
+            model_name=self.model.name,
+            tokens=self.tokens,
+            factors=per_token.T,
+            components=model.components_,
+            from_layer=start,
+            to_layer=stop,
+            reconstruction_error=float(model.reconstruction_err_),
+        )

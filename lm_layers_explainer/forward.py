@@ -1,0 +1,210 @@
+"""The shared forward-pass core: encode a text, check positions, generate, capture layer outputs.
+
+Positions count tokens from 0 as the tokenizer produces them (as in ecco). ``position=p``
+asks what the model predicts for the token at ``p``: a causal model (or a seq2seq decoder)
+predicts it from the hidden state at ``p - 1``, a masked model from the state at ``p``.
+
+>>> seq = encode(load_model("tiny-gpt2"), "The cat sat")
+>>> seq.tokens, seq.n_input
+(['The', ' cat', ' sat'], 3)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from .models import LoadedModel
+
+
+@dataclass
+class Sequence:
+    """The token sequence the explainers index: the text's tokens for causal, masked and
+    encoder models; the decoder's tokens (starting with its start token) for seq2seq models,
+    whose text goes to the encoder as ``encoder_ids``."""
+
+    lm: LoadedModel
+    text: str
+    ids: list[int]
+    n_input: int
+    encoder_ids: list[int] | None = None
+    generated: int = field(default=0)
+
+    @property
+    def tokens(self) -> list[str]:
+        decode = self.lm.tokenizer.decode
+        return [decode([i]) for i in self.ids]
+
+    @property
+    def encoder_tokens(self) -> list[str] | None:
+        if self.encoder_ids is None:
+            return None
+        return [self.lm.tokenizer.decode([i]) for i in self.encoder_ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def check_text(text) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string; got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("text must contain something besides whitespace; got an empty text")
+    return text
+
+
+def context_length(lm: LoadedModel) -> int | None:
+    """The longest sequence the model takes, from its config (None if it does not say)."""
+    config = lm.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def encode(lm: LoadedModel, text: str) -> Sequence:
+    """Tokenize ``text`` for ``lm``; raises ValueError for empty or too long texts."""
+    text = check_text(text)
+    ids = list(lm.tokenizer(text)["input_ids"])
+    limit = context_length(lm)
+    if limit is not None and len(ids) > limit:
+        raise ValueError(
+            f"text is {len(ids)} tokens long, longer than the model's context of {limit} tokens"
+        )
+    if lm.kind == "seq2seq":
+        start = lm.config.decoder_start_token_id
+        if start is None:
+            raise ValueError(f"{lm.name} has no decoder_start_token_id in its config")
+        return Sequence(lm, text, [int(start)], n_input=1, encoder_ids=ids)
+    return Sequence(lm, text, ids, n_input=len(ids))
+
+
+def describe_positions(seq: Sequence) -> str:
+    shown = ", ".join(f"{i}:{token!r}" for i, token in enumerate(seq.tokens[:40]))
+    more = f", ... ({len(seq)} in all)" if len(seq) > 40 else ""
+    return f"tokens: {shown}{more}"
+
+
+def predicted_from(lm: LoadedModel, position: int) -> int:
+    """The position whose hidden state predicts the token at ``position``."""
+    return position if lm.kind in ("masked", "encoder") else position - 1
+
+
+def position_range(lm: LoadedModel, seq: Sequence, allow_generation: bool) -> tuple[int, int]:
+    """Smallest and largest valid ``position`` (inclusive); None for no upper bound."""
+    if lm.kind in ("masked", "encoder"):
+        return 0, len(seq) - 1
+    if allow_generation:
+        return 1, None
+    return 1, len(seq)
+
+
+def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation: bool) -> int:
+    low, high = position_range(lm, seq, allow_generation)
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise TypeError(f"position must be an int; got {type(position).__name__}")
+    if position < low or (high is not None and position > high):
+        what = (
+            f"{low}..{high}" if high is not None else f"{low} or more (past {len(seq)} generates)"
+        )
+        why = (
+            " (a causal model predicts position p from position p-1, so 0 has no prediction)"
+            if lm.kind not in ("masked", "encoder") and position < low
+            else ""
+        )
+        raise ValueError(
+            f"position must be in {what}; got {position}{why}. {describe_positions(seq)}"
+        )
+    return position
+
+
+def check_generation(lm: LoadedModel, generate) -> int:
+    if isinstance(generate, bool) or not isinstance(generate, int) or generate < 0:
+        raise ValueError(f"generate must be an int >= 0; got {generate!r}")
+    if generate and lm.kind in ("masked", "encoder"):
+        raise ValueError(
+            f"generate must be 0 for a {lm.kind} model ({lm.name}): it fills in tokens, "
+            "it does not continue a text; put [MASK] where you want a prediction"
+        )
+    return generate
+
+
+def extend(seq: Sequence, n: int, *, do_sample: bool = False, seed: int = 0) -> Sequence:
+    """Return ``seq`` with ``n`` more tokens generated (greedy, or sampled with ``seed``)."""
+    if n <= 0:
+        return seq
+    lm = seq.lm
+    tokenizer = lm.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    options = {
+        "max_new_tokens": n,
+        "min_new_tokens": n,
+        "do_sample": do_sample,
+        "pad_token_id": pad,
+    }
+    if not do_sample:
+        options.update(temperature=None, top_p=None, top_k=None)
+    device = lm.device
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            if lm.kind == "seq2seq":
+                encoder = torch.tensor([seq.encoder_ids], device=device)
+                decoder = torch.tensor([seq.ids], device=device)
+                out = lm.model.generate(input_ids=encoder, decoder_input_ids=decoder, **options)
+            else:
+                ids = torch.tensor([seq.ids], device=device)
+                out = lm.model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), **options
+                )
+    new_ids = out[0].tolist()
+    return Sequence(
+        lm, seq.text, new_ids, seq.n_input, seq.encoder_ids, seq.generated + len(new_ids) - len(seq)
+    )
+
+
+@contextmanager
+def capture_outputs(modules, *, inputs: bool = False):
+    """Collect each module's output (or first input) during a forward pass, in order."""
+    captured: list[torch.Tensor | None] = [None] * len(modules)
+    handles = []
+
+    def hook_for(index):
+        def hook(module, args, output):
+            value = args[0] if inputs else output
+            captured[index] = (value[0] if isinstance(value, tuple) else value).detach()
+
+        return hook
+
+    for index, module in enumerate(modules):
+        handles.append(module.register_forward_hook(hook_for(index)))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run(seq: Sequence, modules, *, inputs: bool = False, encoder: bool = False):
+    """One forward pass over ``seq``; returns (the model output, what the modules saw).
+
+    Each captured tensor has the batch dimension removed: (tokens, features).
+    """
+    lm = seq.lm
+    device = lm.device
+    with capture_outputs(modules, inputs=inputs) as captured, torch.no_grad():
+        if lm.kind == "seq2seq":
+            encoder_ids = torch.tensor([seq.encoder_ids], device=device)
+            if encoder:
+                output = lm.model.get_encoder()(input_ids=encoder_ids)
+            else:
+                output = lm.model(
+                    input_ids=encoder_ids, decoder_input_ids=torch.tensor([seq.ids], device=device)
+                )
+        else:
+            ids = torch.tensor([seq.ids], device=device)
+            output = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return output, [tensor[0] for tensor in captured]

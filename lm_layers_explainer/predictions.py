@@ -1,0 +1,177 @@
+"""The ``predictions`` explainer: the logit lens, layer by layer candidates for one position.
+
+>>> predictions = lm_layers_explainer["predictions"]("SmolLM2-135M-Instruct",
+...                                                  " Heathrow airport is in the city of")
+>>> predictions(position=8, layer=29).to_frame().head(1)
+   layer  rank   token  token_id  probability
+0     29     1  London      ...        0.6...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .forward import check_position, encode, extend, predicted_from
+from .lens import LogitLens, require_head
+from .models import load_model
+from .render import Result, grid_figure, html_grid, visible
+
+
+def check_layer(layer, n_layers: int, name: str = "layer") -> int:
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"{name} must be an int in 0..{n_layers - 1}; got {layer!r}")
+    if not 0 <= layer < n_layers:
+        raise ValueError(f"{name} must be in 0..{n_layers - 1}; got {layer}")
+    return layer
+
+
+def check_topk(topk, vocabulary: int) -> int:
+    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= vocabulary:
+        raise ValueError(f"topk must be an int in 1..{vocabulary} (the vocabulary); got {topk!r}")
+    return topk
+
+
+@dataclass
+class PredictionsResult(Result):
+    """Top candidates for the token at ``position``, for each layer in ``layers``.
+
+    ``token_ids`` and ``probabilities`` are arrays (len(layers), topk), best first.
+    """
+
+    model_name: str
+    tokens: list[str]
+    position: int
+    layers: list[int]
+    token_ids: np.ndarray
+    candidates: list[list[str]]
+    probabilities: np.ndarray
+
+    def __repr__(self) -> str:
+        best = ", ".join(
+            f"layer {layer}: {self.candidates[i][0]!r} {self.probabilities[i][0]:.3f}"
+            for i, layer in list(enumerate(self.layers))[-3:]
+        )
+        return f"PredictionsResult(position={self.position}, {best})"
+
+    def to_frame(self):
+        """Columns ``layer, rank, token, token_id, probability`` (rank 1 = most probable)."""
+        import pandas as pd
+
+        rows = [
+            (
+                layer,
+                rank + 1,
+                self.candidates[i][rank],
+                int(self.token_ids[i][rank]),
+                float(self.probabilities[i][rank]),
+            )
+            for i, layer in enumerate(self.layers)
+            for rank in range(self.token_ids.shape[1])
+        ]
+        return pd.DataFrame(rows, columns=["layer", "rank", "token", "token_id", "probability"])
+
+    def _context(self) -> str:
+        before = "".join(self.tokens[: self.position])
+        return f"{before}[{self.position}: ?]"
+
+    def _grid(self):
+        cells = [[visible(token) for token in row] for row in self.candidates]
+        tips = [[f"{p:.4f}" for p in row] for row in self.probabilities]
+        return cells, tips
+
+    def to_html(self) -> str:
+        cells, tips = self._grid()
+        labels = [f"#{rank}" for rank in range(1, self.token_ids.shape[1] + 1)]
+        title = (
+            f"{self.model_name}: candidates for position {self.position}, by layer "
+            f"(shade = probability; hover for the value). Context: {self._context()}"
+        )
+        return html_grid(
+            title,
+            labels,
+            [f"layer {layer}" for layer in self.layers],
+            cells,
+            self.probabilities.tolist(),
+            tooltips=tips,
+        )
+
+    def figure(self):
+        cells, tips = self._grid()
+        annotated = [
+            [f"{cell}\n{tip[:5]}" for cell, tip in zip(row, tip_row, strict=True)]
+            for row, tip_row in zip(cells, tips, strict=True)
+        ]
+        labels = [f"#{rank}" for rank in range(1, self.token_ids.shape[1] + 1)]
+        return grid_figure(
+            f"{self.model_name}: candidates for position {self.position} "
+            f"(after {visible(''.join(self.tokens[max(0, self.position - 6) : self.position]))!r})",
+            labels,
+            [str(layer) for layer in self.layers],
+            annotated,
+            self.probabilities,
+        )
+
+
+class PredictionsExplainer:
+    """The logit lens: what each layer would predict for a position.
+
+    >>> predictions = lm_layers_explainer["predictions"](model, text)
+    >>> predictions(position=8, layer=5)          # top 10 candidates at layer 5
+    >>> predictions(position=8, layer=5, topk=20)
+    >>> predictions(position=8)                   # every layer
+
+    ``position=p`` asks for the token at ``p`` (counted from 0 as the tokenizer splits the
+    text): a causal model predicts it from the hidden state at ``p - 1``, a masked model
+    from the state at ``p`` (put ``[MASK]`` there). For causal and seq2seq models a position
+    past the text is reached by generating tokens first (greedy unless ``do_sample=True``,
+    seeded by ``seed``). Each layer's residual stream is read through the model's final norm
+    and unembedding; at the last layer this is the model's own output distribution.
+    """
+
+    def __init__(self, model, text: str):
+        self.model = load_model(model)
+        require_head(self.model, "predictions")
+        self.sequence = encode(self.model, text)
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.sequence.tokens
+
+    def __call__(
+        self,
+        position: int,
+        layer: int | None = None,
+        topk: int = 10,
+        *,
+        do_sample: bool = False,
+        seed: int = 0,
+    ) -> PredictionsResult:
+        lm = self.model
+        position = check_position(position, lm, self.sequence, allow_generation=True)
+        layers = list(range(lm.n_layers)) if layer is None else [check_layer(layer, lm.n_layers)]
+        topk = check_topk(topk, lm.vocab_size)
+        sequence = extend(
+            self.sequence, position - len(self.sequence), do_sample=do_sample, seed=seed
+        )
+        state = predicted_from(lm, position)
+        lens = LogitLens(sequence)
+        lens.check_last_layer([state])
+        ids, probabilities = [], []
+        for index in tqdm(layers, desc="logit lens", leave=False, disable=len(layers) < 8):
+            top = lens.logits(index, [state])[0].softmax(-1).topk(topk)
+            ids.append(top.indices.numpy())
+            probabilities.append(top.values.numpy())
+        ids = np.stack(ids)
+        decode = lm.tokenizer.decode
+        return PredictionsResult(
+            model_name=lm.name,
+            tokens=sequence.tokens,
+            position=position,
+            layers=layers,
+            token_ids=ids,
+            candidates=[[decode([int(i)]) for i in row] for row in ids],
+            probabilities=np.stack(probabilities),
+        )

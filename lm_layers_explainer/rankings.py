@@ -1,0 +1,246 @@
+"""The ``rankings`` explainer: the rank of a token in every layer's logit-lens distribution.
+
+>>> rankings = lm_layers_explainer["rankings"]("SmolLM2-135M-Instruct")
+>>> out = rankings("The keys to the cabinet", generate=1)
+>>> out.rankings()                                       # the produced token, every layer
+>>> out.rankings_watch(watch=[" is", " are"], position=5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .forward import (
+    Sequence,
+    check_generation,
+    check_position,
+    encode,
+    extend,
+    position_range,
+    predicted_from,
+)
+from .lens import LogitLens, ranks_of, require_head
+from .models import LoadedModel, load_model
+from .render import Result, grid_figure, html_grid, visible
+from .tokens import TokensResult
+
+
+def _rank_shade(ranks: np.ndarray) -> np.ndarray:
+    """1 for rank 1, fading on a log scale to 0 at rank 10,000 and beyond."""
+    return 1.0 - np.clip(np.log10(ranks), 0, 4) / 4
+
+
+@dataclass
+class RankingsResult(Result):
+    """Ranks (1 = the layer's top candidate) of some tokens at every layer.
+
+    ``ranks`` is an int array (n_layers, columns); column ``c`` is ``token_ids[c]``,
+    predicted for ``positions[c]``.
+    """
+
+    model_name: str
+    title: str
+    positions: list[int]
+    token_ids: list[int]
+    columns: list[str]
+    ranks: np.ndarray
+
+    def __repr__(self) -> str:
+        last = ", ".join(
+            f"{token!r}@{position}: {rank}"
+            for token, position, rank in zip(
+                self.columns, self.positions, self.ranks[-1], strict=True
+            )
+        )
+        return f"RankingsResult({self.ranks.shape[0]} layers; last layer ranks {last})"
+
+    def to_frame(self):
+        """Columns ``layer, position, token, token_id, rank``."""
+        import pandas as pd
+
+        rows = [
+            (
+                layer,
+                self.positions[c],
+                self.columns[c],
+                self.token_ids[c],
+                int(self.ranks[layer, c]),
+            )
+            for layer in range(self.ranks.shape[0])
+            for c in range(self.ranks.shape[1])
+        ]
+        return pd.DataFrame(rows, columns=["layer", "position", "token", "token_id", "rank"])
+
+    def _cells(self):
+        return [[str(int(rank)) for rank in row] for row in self.ranks]
+
+    def _labels(self):
+        return [
+            f"{visible(token)} @{position}"
+            for token, position in zip(self.columns, self.positions, strict=True)
+        ]
+
+    def to_html(self) -> str:
+        rows = [f"layer {layer}" for layer in range(self.ranks.shape[0])]
+        return html_grid(
+            f"{self.model_name}: {self.title} (1 = the layer's top candidate; darker = better)",
+            self._labels(),
+            rows,
+            self._cells(),
+            _rank_shade(self.ranks).tolist(),
+            cmap="Purples",
+        )
+
+    def figure(self):
+        rows = [str(layer) for layer in range(self.ranks.shape[0])]
+        return grid_figure(
+            f"{self.model_name}: {self.title}",
+            self._labels(),
+            rows,
+            self._cells(),
+            _rank_shade(self.ranks),
+            cmap="Purples",
+        )
+
+
+class RankingsOutput(TokensResult):
+    """A text (and what was generated after it) ready for rank views. Shows as its tokens."""
+
+    def __init__(self, lm: LoadedModel, sequence: Sequence):
+        special = set(lm.tokenizer.all_special_ids)
+        super().__init__(
+            text=sequence.text,
+            tokens=sequence.tokens,
+            token_ids=list(sequence.ids),
+            special=[i in special for i in sequence.ids],
+            model_name=lm.name,
+        )
+        self.lm, self.sequence = lm, sequence
+        self._lens: LogitLens | None = None
+
+    @property
+    def n_input(self) -> int:
+        return self.sequence.n_input
+
+    def __repr__(self) -> str:
+        generated = self.tokens[self.n_input :]
+        return f"RankingsOutput({len(self)} tokens, generated {generated!r})"
+
+    def _lens_once(self) -> LogitLens:
+        if self._lens is None:
+            self._lens = LogitLens(self.sequence)
+        return self._lens
+
+    def rankings(self, positions: list[int] | None = None) -> RankingsResult:
+        """Rank, at every layer, of the token that stands at each position.
+
+        By default the generated tokens; without generation every position that has a
+        prediction (from 1 for causal models, from 0 for masked ones).
+        """
+        low, high = position_range(self.lm, self.sequence, allow_generation=False)
+        last = min(high, len(self) - 1)
+        if positions is None:
+            start = self.n_input if len(self) > self.n_input else low
+            positions = list(range(start, last + 1))
+        else:
+            positions = [
+                check_position(p, self.lm, self.sequence, allow_generation=False) for p in positions
+            ]
+            if any(p > last for p in positions):
+                raise ValueError(
+                    f"positions must be in {low}..{last} (the tokens that exist); got {positions}"
+                )
+        if not positions:
+            raise ValueError("positions must not be empty: the text has no predicted token")
+        ids = [self.token_ids[p] for p in positions]
+        ranks = self._ranks([predicted_from(self.lm, p) for p in positions], torch.tensor(ids))
+        return RankingsResult(
+            self.lm.name,
+            "rank of the token at each position",
+            positions,
+            ids,
+            [self.tokens[p] for p in positions],
+            ranks,
+        )
+
+    def rankings_watch(self, watch: list, position: int) -> RankingsResult:
+        """Rank, at every layer, of each watched token (text or id) as the token at ``position``."""
+        position = check_position(position, self.lm, self.sequence, allow_generation=False)
+        ids = [watch_id(self.lm, token) for token in _as_list(watch)]
+        ranks = self._ranks([predicted_from(self.lm, position)], torch.tensor(ids)[None, :])
+        decode = self.lm.tokenizer.decode
+        return RankingsResult(
+            self.lm.name,
+            f"rank of each watched token for position {position}",
+            [position] * len(ids),
+            ids,
+            [decode([i]) for i in ids],
+            ranks,
+        )
+
+    def _ranks(self, states: list[int], ids: torch.Tensor) -> np.ndarray:
+        """(n_layers, columns) ranks: ``ids`` (n,) one per state, or (1, k) k at one state."""
+        lens = self._lens_once()
+        lens.check_last_layer(sorted(set(states)))
+        rows = [
+            ranks_of(lens.logits(layer, states), ids).reshape(-1).numpy()
+            for layer in range(lens.n_layers)
+        ]
+        return np.stack(rows)
+
+
+def _as_list(watch) -> list:
+    if isinstance(watch, (str, int)):
+        return [watch]
+    watch = list(watch)
+    if not watch:
+        raise ValueError("watch must name at least one token")
+    return watch
+
+
+def watch_id(lm: LoadedModel, token) -> int:
+    """The vocabulary id of a watched token given as text (one token exactly) or as an id."""
+    if isinstance(token, bool):
+        raise TypeError(f"watch tokens must be strings or ints; got {token!r}")
+    if isinstance(token, (int, np.integer)):
+        if not 0 <= int(token) < lm.vocab_size:
+            raise ValueError(f"watch token id must be in 0..{lm.vocab_size - 1}; got {token}")
+        return int(token)
+    if not isinstance(token, str) or not token:
+        raise ValueError(f"watch tokens must be non-empty strings or ints; got {token!r}")
+    ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = [lm.tokenizer.decode([i]) for i in ids]
+        raise ValueError(
+            f"watch token {token!r} is not a single token of the vocabulary: it splits into "
+            f"{pieces}. Watch one of those, or pass a token id"
+        )
+    return int(ids[0])
+
+
+class RankingsExplainer:
+    """Rankings: the rank of produced or watched tokens in every layer's logit-lens distribution.
+
+    >>> rankings = lm_layers_explainer["rankings"](model)
+    >>> out = rankings(text, generate=1, do_sample=False)   # RankingsOutput; shows its tokens
+    >>> out.rankings()                                      # rank of each produced token
+    >>> out.rankings_watch(watch=[" is", " are"], position=5)
+
+    A rank of 1 at layer ``l`` means the token is that layer's top candidate when its
+    residual stream is read through the final norm and unembedding (the logit lens).
+    """
+
+    def __init__(self, model):
+        self.model = load_model(model)
+        require_head(self.model, "rankings")
+
+    def __call__(
+        self, text: str, generate: int = 0, do_sample: bool = False, seed: int = 0
+    ) -> RankingsOutput:
+        generate = check_generation(self.model, generate)
+        sequence = encode(self.model, text)
+        sequence = extend(sequence, generate, do_sample=do_sample, seed=seed)
+        return RankingsOutput(self.model, sequence)

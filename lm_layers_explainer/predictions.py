@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .forward import check_position, encode, extend, predicted_from
 from .lens import LogitLens, require_head
 from .models import load_model
-from .render import Result, grid_figure, html_grid, visible
+from .render import Result, grid_figure, html_grid, progress, visible
 
 
 def check_layer(layer, n_layers: int, name: str = "layer") -> int:
@@ -160,7 +159,7 @@ class PredictionsExplainer:
         lens = LogitLens(sequence)
         lens.check_last_layer([state])
         ids, probabilities = [], []
-        for index in tqdm(layers, desc="logit lens", leave=False, disable=len(layers) < 8):
+        for index in progress(layers, desc="logit lens", show=len(layers) >= 8):
             top = lens.logits(index, [state])[0].softmax(-1).topk(topk)
             ids.append(top.indices.numpy())
             probabilities.append(top.values.numpy())

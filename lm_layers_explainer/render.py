@@ -12,6 +12,16 @@ from pathlib import Path
 STATIC_SUFFIXES = (".png", ".svg", ".pdf")
 
 
+def progress(iterable=None, *, desc: str, total: int | None = None, show: bool = True):
+    """A tqdm progress bar (a widget in notebooks). ``show=False`` hides it; otherwise
+    ``TQDM_DISABLE=1`` in the environment still does (no explicit ``disable=False``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        iterable, desc=desc, total=total, leave=False, **({} if show else {"disable": True})
+    )
+
+
 def escape(text: str) -> str:
     """HTML-escape text, quotes included: every piece of model or user text goes through it."""
     return html.escape(str(text), quote=True)

@@ -98,10 +98,10 @@ class PredictionsResult(Result):
         )
 
     def figure(self):
-        cells, tips = self._grid()
+        cells, _ = self._grid()
         annotated = [
-            [f"{cell}\n{tip[:5]}" for cell, tip in zip(row, tip_row, strict=True)]
-            for row, tip_row in zip(cells, tips, strict=True)
+            [f"{cell}\n{p:.3f}" for cell, p in zip(row, probabilities, strict=True)]
+            for row, probabilities in zip(cells, self.probabilities, strict=True)
         ]
         labels = [f"#{rank}" for rank in range(1, self.token_ids.shape[1] + 1)]
         return grid_figure(

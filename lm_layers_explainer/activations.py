@@ -185,6 +185,17 @@ class ActivationsExplainer:
         # (layers, tokens, neurons), float32 on the CPU
         self.activations = np.stack([a.float().cpu().numpy() for a in captured])
         self.tokens = self.sequence.encoder_tokens if encoder else self.sequence.tokens
+        self.token_ids = self.sequence.encoder_ids if encoder else self.sequence.ids
+
+    def explore(self, n_components: int = 8, from_layer=None, to_layer=None):
+        """ecco's interactive explorer of the factors (needs the internet: it loads its
+        JavaScript from CDNs; and ecco installed, see :mod:`lm_layers_explainer._ecco`).
+
+        >>> activations.explore(n_components=8)     # displays in a notebook
+        """
+        from ._ecco import ecco_nmf
+
+        return ecco_nmf(self, n_components, from_layer, to_layer).explore()
 
     def __call__(
         self,

@@ -293,3 +293,13 @@ def test_errors_come_before_any_model_work(monkeypatch):
             predictions(**bad)
     with pytest.raises(ValueError):
         lm_layers_explainer["rankings"](lm)("The cat", generate=-2)
+
+
+def test_factors_equal_eccos_nmf_where_ecco_still_runs():
+    """Same data, same scikit-learn settings: our factors are ecco's (the workaround works)."""
+    from lm_layers_explainer._ecco import ecco_nmf
+
+    activations = lm_layers_explainer["activations"]("tiny-bert", TEXTS["tiny-bert"])
+    ours = activations(n_components=3, from_layer=0, to_layer=2, tol=1e-4)  # ecco: sklearn's tol
+    theirs = ecco_nmf(activations, n_components=3, from_layer=0, to_layer=2)
+    np.testing.assert_allclose(ours.factors, theirs.components, rtol=1e-5, atol=1e-6)

@@ -24,7 +24,7 @@ from .forward import (
 )
 from .lens import LogitLens, ranks_of, require_head
 from .models import LoadedModel, load_model
-from .render import Result, grid_figure, html_grid, visible
+from .render import Result, grid_figure, html_grid, progress, visible
 from .tokens import TokensResult
 
 
@@ -185,10 +185,8 @@ class RankingsOutput(TokensResult):
         """(n_layers, columns) ranks: ``ids`` (n,) one per state, or (1, k) k at one state."""
         lens = self._lens_once()
         lens.check_last_layer(sorted(set(states)))
-        rows = [
-            ranks_of(lens.logits(layer, states), ids).reshape(-1).numpy()
-            for layer in range(lens.n_layers)
-        ]
+        layers = progress(range(lens.n_layers), desc="ranks", show=lens.n_layers >= 8)
+        rows = [ranks_of(lens.logits(layer, states), ids).reshape(-1).numpy() for layer in layers]
         return np.stack(rows)
 
 

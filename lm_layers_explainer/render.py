@@ -13,13 +13,14 @@ STATIC_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def progress(iterable=None, *, desc: str, total: int | None = None, show: bool = True):
-    """A tqdm progress bar (a widget in notebooks). ``show=False`` hides it; otherwise
-    ``TQDM_DISABLE=1`` in the environment still does (no explicit ``disable=False``)."""
+    """A tqdm progress bar (a widget in notebooks), hidden when ``show`` is False or the
+    environment sets ``TQDM_DISABLE`` (tqdm's notebook widget ignores that variable)."""
+    import os
+
     from tqdm.auto import tqdm
 
-    return tqdm(
-        iterable, desc=desc, total=total, leave=False, **({} if show else {"disable": True})
-    )
+    hidden = not show or os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=hidden)
 
 
 def escape(text: str) -> str:

@@ -20,6 +20,8 @@ from nbclient import NotebookClient
 def refresh(page) -> None:
     notebook = jupytext.read(page)
     notebook.metadata.pop("jupytext", None)
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"  # stable ids: a refresh diff shows only what changed
     client = NotebookClient(
         notebook,
         timeout=900,

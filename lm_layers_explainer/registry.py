@@ -19,6 +19,7 @@ ENTRY_POINTS: dict[str, str] = {
     "rankings": "lm_layers_explainer.rankings:RankingsExplainer",
     "attention_head_view": "lm_layers_explainer.attention:AttentionHeadView",
     "attention_model_view": "lm_layers_explainer.attention:AttentionModelView",
+    "attention_neuron_view": "lm_layers_explainer.attention:AttentionNeuronView",
 }
 """Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
 

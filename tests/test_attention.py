@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+import torch
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 
@@ -164,3 +165,64 @@ def test_errors_come_before_the_model_runs(monkeypatch):
         view("The cat", layer=7)
     with pytest.raises(ValueError):
         view("The cat", heads=[9])
+
+
+# --------------------------------------------------------------------------- neuron view
+
+
+def _tiny_llama():
+    """A random Llama with grouped-query attention (4 query heads share 2 key heads)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_model("tiny-gpt2").tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-gpt2", "llama"])
+def test_neuron_view_queries_and_keys_reproduce_the_attention(name):
+    """softmax(q k^T / sqrt(d) + mask) is the attention the model used, head by head."""
+    model = _tiny_llama() if name == "llama" else name
+    view = lm_layers_explainer["attention_neuron_view"](model)("the cat sat on the mat")
+    queries, keys, weights = view.queries, view.keys, view.attentions["self"]
+    assert queries.shape[:3] == weights.shape[:3] and keys.shape == queries.shape
+    scores = queries @ keys.transpose(0, 1, 3, 2) / np.sqrt(queries.shape[-1])
+    if name != "tiny-bert":  # causal: no looking ahead
+        n = scores.shape[-1]
+        scores = np.where(np.triu(np.ones((n, n)), 1).astype(bool), -np.inf, scores)
+    expected = np.exp(scores - scores.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(weights, expected, atol=1e-5)
+
+
+def test_neuron_view_pairs_and_draws_offline():
+    view = lm_layers_explainer["attention_neuron_view"]("tiny-bert")("the cat sat", "the dog lay")
+    assert view.tokens[0] == "[CLS]" and view.tokens.count("[SEP]") == 2
+    document = _document(view.html)
+    scripts = [attrs for tag, attrs in _elements(document) if tag == "script"]
+    assert len(scripts) == 5 and not any("src" in attrs for attrs in scripts)  # + its params
+    assert "window.bertviz_params" in document
+
+
+def test_neuron_view_refuses_unknown_families_and_bad_options():
+    with pytest.raises(ValueError, match="family the neuron view knows"):
+        lm_layers_explainer["attention_neuron_view"]("tiny-bart")
+    neuron_view = lm_layers_explainer["attention_neuron_view"]("tiny-gpt2")
+    with pytest.raises(ValueError, match=r"head must be in 0\.\.1"):
+        neuron_view("The cat", head=2)
+    with pytest.raises(ValueError, match=r"layer must be in 0\.\.1"):
+        neuron_view("The cat", layer=5)
+    with pytest.raises(ValueError, match="display_mode"):
+        neuron_view("The cat", display_mode="sepia")
+
+
+def test_neuron_view_hostile_text_stays_text():
+    view = lm_layers_explainer["attention_neuron_view"]("tiny-gpt2")(HOSTILE)
+    document = _document(view.html)
+    tags = [tag for tag, _ in _elements(document)]
+    assert "img" not in tags and tags.count("script") == 5

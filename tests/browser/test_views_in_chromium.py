@@ -1,0 +1,79 @@
+"""Attention views in a real browser: headless Chromium, network refused.
+
+Run by `nox -s browser` (which installs Debian's chromium and chromium-driver where it runs
+as root). Elsewhere these tests skip unless LMLE_BROWSER_REQUIRED=1, which the session sets.
+"""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from lm_layers_explainer import lm_layers_explainer
+
+REQUIRED = os.environ.get("LMLE_BROWSER_REQUIRED") == "1"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _skip_or_fail(reason):
+    if REQUIRED:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _skip_or_fail("selenium is not installed")
+    if not (CHROMIUM and DRIVER):
+        _skip_or_fail("chromium and chromedriver are not on PATH")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--window-size=1200,1600",
+        "--proxy-server=127.0.0.1:9",  # every request to another host fails
+    ):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+HOSTILE = '<script>alert(1)</script> "><img src=x onerror=alert(1)>'
+
+
+def test_two_views_on_one_page_both_draw_offline(browser, tmp_path):
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    views = [
+        lm_layers_explainer["attention_head_view"]("tiny-bert")("the cat sat on the mat"),
+        lm_layers_explainer["attention_model_view"]("tiny-bert")("the cat sat", "the cat lay"),
+        lm_layers_explainer["attention_neuron_view"]("tiny-gpt2")("The cat sat"),
+        lm_layers_explainer["attention_head_view"]("tiny-gpt2")(HOSTILE),
+    ]
+    page = tmp_path / "views.html"
+    page.write_text(
+        "<!DOCTYPE html><html><body>" + "".join(v.html for v in views) + "</body></html>"
+    )
+    browser.get(page.as_uri())
+    time.sleep(3)
+    frames = browser.find_elements(By.CSS_SELECTOR, "iframe.lmle-attention")
+    assert len(frames) == len(views)
+    for frame in frames:
+        browser.switch_to.frame(frame)
+        assert browser.find_elements(By.TAG_NAME, "svg"), "a view drew no SVG"
+        assert len(browser.find_elements(By.TAG_NAME, "text")) >= 4
+        assert not browser.find_elements(By.TAG_NAME, "img")
+        browser.switch_to.default_content()
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

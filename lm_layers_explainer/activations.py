@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forward import encode, run
+from .forward import check_index, encode, run
 from .models import feed_forward_down, load_model
-from .predictions import check_layer
 from .render import Result, escape, visible
 
 # Ten colours that stay apart on screen and in print (matplotlib's tab10).
@@ -216,7 +215,7 @@ class ActivationsExplainer:
             raise ValueError(
                 f"n_components must be in 1..{n_tokens} (the number of tokens); got {n_components}"
             )
-        start = 0 if from_layer is None else check_layer(from_layer, self.n_layers, "from_layer")
+        start = 0 if from_layer is None else check_index(from_layer, self.n_layers, "from_layer")
         stop = self.n_layers if to_layer is None else to_layer
         if isinstance(stop, bool) or not isinstance(stop, int) or not start < stop <= self.n_layers:
             raise ValueError(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._bertviz import self_contained
-from .forward import check_text, context_length
+from .forward import check_index, check_indices, check_text, context_length
 from .models import LoadedModel, load_model
 from .render import Result, visible
 
@@ -97,8 +97,8 @@ class AttentionResult(Result):
             raise ValueError(f"kind must be one of {', '.join(self.attentions)}; got {kind!r}")
         weights = self.attentions[kind]
         n_layers, n_heads = weights.shape[:2]
-        layer = _check_index(layer, n_layers, "layer")
-        heads = _check_indices(heads, n_heads, "heads") or list(range(n_heads))
+        layer = check_index(layer, n_layers, "layer")
+        heads = check_indices(heads, n_heads, "heads") or list(range(n_heads))
         queries, keys = self._axes_tokens(kind)
         columns = min(len(heads), 4)
         rows = -(-len(heads) // columns)
@@ -118,23 +118,6 @@ class AttentionResult(Result):
         )
         figure.tight_layout()
         return figure
-
-
-def _check_index(value, size: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int in 0..{size - 1}; got {value!r}")
-    if not 0 <= value < size:
-        raise ValueError(f"{name} must be in 0..{size - 1}; got {value}")
-    return int(value)
-
-
-def _check_indices(values, size: int, name: str) -> list[int] | None:
-    if values is None:
-        return None
-    values = [values] if isinstance(values, (int, np.integer)) else list(values)
-    if not values:
-        raise ValueError(f"{name} must list at least one index in 0..{size - 1}")
-    return [_check_index(v, size, name) for v in values]
 
 
 class _AttentionView:
@@ -271,10 +254,10 @@ class AttentionHeadView(_AttentionView):
 
         ids, b_start = self._inputs(sentence_a, sentence_b)
         n_layers, n_heads = _layer_and_head_counts(self.model)
-        include_layers = _check_indices(include_layers, n_layers, "include_layers")
-        heads = _check_indices(heads, n_heads, "heads")
+        include_layers = check_indices(include_layers, n_layers, "include_layers")
+        heads = check_indices(heads, n_heads, "heads")
         if layer is not None:
-            layer = _check_index(layer, n_layers, "layer")
+            layer = check_index(layer, n_layers, "layer")
             if include_layers is not None and layer not in include_layers:
                 raise ValueError(
                     f"layer must be one of include_layers {include_layers}; got {layer}"
@@ -355,8 +338,8 @@ class AttentionModelView(AttentionHeadView):
         ids, b_start = self._inputs(sentence_a, sentence_b)
         n_layers, n_heads = _layer_and_head_counts(self.model)
         options = {
-            "include_layers": _check_indices(include_layers, n_layers, "include_layers"),
-            "include_heads": _check_indices(include_heads, n_heads, "include_heads"),
+            "include_layers": check_indices(include_layers, n_layers, "include_layers"),
+            "include_heads": check_indices(include_heads, n_heads, "include_heads"),
             "display_mode": display_mode,
         }
         attentions = self._attentions(ids)
@@ -508,7 +491,7 @@ class AttentionNeuronView(_AttentionView):
         if display_mode not in ("light", "dark"):
             raise ValueError(f"display_mode must be 'light' or 'dark'; got {display_mode!r}")
         n_layers, n_heads = _layer_and_head_counts(lm)
-        layer, head = _check_index(layer, n_layers, "layer"), _check_index(head, n_heads, "head")
+        layer, head = check_index(layer, n_layers, "layer"), check_index(head, n_heads, "head")
         bertviz_type = NEURON_FAMILIES[lm.config.model_type]
         if bertviz_type == "gpt2" and sentence_b is not None:  # bertviz pairs only BERT-style
             sentence_a, sentence_b = sentence_a + sentence_b, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .models import LoadedModel
@@ -45,6 +46,25 @@ class Sequence:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def check_index(value, size: int, name: str) -> int:
+    """An int in ``0..size-1`` (a layer, a head), or a clear TypeError/ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int in 0..{size - 1}; got {value!r}")
+    if not 0 <= value < size:
+        raise ValueError(f"{name} must be in 0..{size - 1}; got {value}")
+    return int(value)
+
+
+def check_indices(values, size: int, name: str) -> list[int] | None:
+    """None, or a non-empty list of indices in ``0..size-1`` (one int is accepted too)."""
+    if values is None:
+        return None
+    values = [values] if isinstance(values, (int, np.integer)) else list(values)
+    if not values:
+        raise ValueError(f"{name} must list at least one index in 0..{size - 1}")
+    return [check_index(v, size, name) for v in values]
 
 
 def check_text(text) -> str:

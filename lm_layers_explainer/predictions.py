@@ -13,18 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forward import check_position, encode, extend, predicted_from
+from .forward import check_index, check_position, encode, extend, predicted_from
 from .lens import LogitLens, require_head
 from .models import load_model
 from .render import Result, grid_figure, html_grid, progress, visible
-
-
-def check_layer(layer, n_layers: int, name: str = "layer") -> int:
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"{name} must be an int in 0..{n_layers - 1}; got {layer!r}")
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"{name} must be in 0..{n_layers - 1}; got {layer}")
-    return layer
 
 
 def check_topk(topk, vocabulary: int) -> int:
@@ -150,7 +142,11 @@ class PredictionsExplainer:
     ) -> PredictionsResult:
         lm = self.model
         position = check_position(position, lm, self.sequence, allow_generation=True)
-        layers = list(range(lm.n_layers)) if layer is None else [check_layer(layer, lm.n_layers)]
+        layers = (
+            list(range(lm.n_layers))
+            if layer is None
+            else [check_index(layer, lm.n_layers, "layer")]
+        )
         topk = check_topk(topk, lm.vocab_size)
         sequence = extend(
             self.sequence, position - len(self.sequence), do_sample=do_sample, seed=seed

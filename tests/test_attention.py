@@ -184,15 +184,28 @@ def _tiny_llama():
     return LlamaForCausalLM(config).eval(), tokenizer
 
 
-@pytest.mark.parametrize("name", ["tiny-bert", "tiny-gpt2", "llama"])
+def _tiny_roberta():
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    tokenizer = load_model("tiny-bert").tokenizer
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=70, pad_token_id=0,
+        attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return RobertaForMaskedLM(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "roberta", "tiny-gpt2", "llama"])
 def test_neuron_view_queries_and_keys_reproduce_the_attention(name):
     """softmax(q k^T / sqrt(d) + mask) is the attention the model used, head by head."""
-    model = _tiny_llama() if name == "llama" else name
+    model = {"llama": _tiny_llama, "roberta": _tiny_roberta}.get(name, lambda: name)()
     view = lm_layers_explainer["attention_neuron_view"](model)("the cat sat on the mat")
     queries, keys, weights = view.queries, view.keys, view.attentions["self"]
     assert queries.shape[:3] == weights.shape[:3] and keys.shape == queries.shape
     scores = queries @ keys.transpose(0, 1, 3, 2) / np.sqrt(queries.shape[-1])
-    if name != "tiny-bert":  # causal: no looking ahead
+    if name in ("tiny-gpt2", "llama"):  # causal: no looking ahead
         n = scores.shape[-1]
         scores = np.where(np.triu(np.ones((n, n)), 1).astype(bool), -np.inf, scores)
     expected = np.exp(scores - scores.max(-1, keepdims=True))

@@ -126,6 +126,7 @@ class PredictionsExplainer:
         self.model = load_model(model)
         require_head(self.model, "predictions")
         self.sequence = encode(self.model, text)
+        self._lens: tuple[list[int], LogitLens] | None = None  # (token ids, their lens)
 
     @property
     def tokens(self) -> list[str]:
@@ -152,7 +153,7 @@ class PredictionsExplainer:
             self.sequence, position - len(self.sequence), do_sample=do_sample, seed=seed
         )
         state = predicted_from(lm, position)
-        lens = LogitLens(sequence)
+        lens = self._lens_for(sequence)
         lens.check_last_layer([state])
         ids, probabilities = [], []
         for index in progress(layers, desc="logit lens", show=len(layers) >= 8):
@@ -170,3 +171,9 @@ class PredictionsExplainer:
             candidates=[[decode([int(i)]) for i in row] for row in ids],
             probabilities=np.stack(probabilities),
         )
+
+    def _lens_for(self, sequence) -> LogitLens:
+        """One forward pass per distinct token sequence: later calls on it reuse the lens."""
+        if self._lens is None or self._lens[0] != sequence.ids:
+            self._lens = (list(sequence.ids), LogitLens(sequence))
+        return self._lens[1]

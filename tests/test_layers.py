@@ -303,3 +303,18 @@ def test_factors_equal_eccos_nmf_where_ecco_still_runs():
     ours = activations(n_components=3, from_layer=0, to_layer=2, tol=1e-4)  # ecco: sklearn's tol
     theirs = ecco_nmf(activations, n_components=3, from_layer=0, to_layer=2)
     np.testing.assert_allclose(ours.factors, theirs.components, rtol=1e-5, atol=1e-6)
+
+
+def test_predictions_reuse_one_forward_pass_per_sequence(monkeypatch):
+    lm = load_model("tiny-gpt2")
+    predictions = lm_layers_explainer["predictions"](lm, "The cat sat")
+    calls = []
+    original = lm.model.forward
+    monkeypatch.setattr(lm.model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    first = predictions(position=3, layer=0)
+    again = predictions(position=3, layer=1, topk=3)
+    assert len(calls) == 1  # the same tokens: the lens is reused
+    np.testing.assert_array_equal(predictions(position=3, layer=0).token_ids, first.token_ids)
+    assert again.layers == [1]
+    predictions(position=2, layer=0)  # same tokens, another position: still no new pass
+    assert len(calls) == 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forward import check_index, encode, run
+from .forward import check_index, encode, run, spaced_tokens
 from .models import feed_forward_down, load_model
 from .render import Result, escape, visible
 
@@ -44,6 +44,7 @@ class ActivationsResult(Result):
     from_layer: int
     to_layer: int
     reconstruction_error: float
+    spaced: list[str] | None = None  # the tokens with the text's spacing, for display
 
     @property
     def n_components(self) -> int:
@@ -86,7 +87,7 @@ class ActivationsResult(Result):
             f'<span title="position {p}, factor {strongest[p]}" style="background:'
             f"{_colour(strongest[p])}{int(40 + 215 * opacity[p]):02x};"
             f'padding:1px 0;white-space:pre-wrap">{escape(token)}</span>'
-            for p, token in enumerate(self.tokens)
+            for p, token in enumerate(self.spaced or self.tokens)
         )
         legend = "".join(
             f'<div><span style="background:{_colour(f)};color:white;padding:0 6px">'
@@ -185,6 +186,7 @@ class ActivationsExplainer:
         self.activations = np.stack([a.float().cpu().numpy() for a in captured])
         self.tokens = self.sequence.encoder_tokens if encoder else self.sequence.tokens
         self.token_ids = self.sequence.encoder_ids if encoder else self.sequence.ids
+        self.spaced = spaced_tokens(lm, self.sequence.text, self.tokens)
 
     def explore(self, n_components: int = 8, from_layer=None, to_layer=None):
         """ecco's interactive explorer of the factors (needs the internet: it loads its
@@ -239,4 +241,5 @@ class ActivationsExplainer:
             from_layer=start,
             to_layer=stop,
             reconstruction_error=float(model.reconstruction_err_),
+            spaced=self.spaced,
         )

@@ -102,6 +102,28 @@ def encode(lm: LoadedModel, text: str) -> Sequence:
     return Sequence(lm, text, ids, n_input=len(ids))
 
 
+def spaced_tokens(lm: LoadedModel, text: str, tokens: list[str]) -> list[str]:
+    """The tokens as they sit in the text: a space in front of a token that followed a gap.
+
+    WordPiece tokens ("the", "cat") carry no spaces; byte-level ones (" cat") do. The
+    tokenizer's character offsets tell where the text had whitespace. Without offsets (slow
+    tokenizers) the tokens are returned as they are.
+    """
+    try:
+        offsets = lm.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    except (NotImplementedError, TypeError, ValueError, KeyError):
+        return list(tokens)
+    if len(offsets) != len(tokens):
+        return list(tokens)
+    spaced, previous_end = [], None
+    for token, (start, end) in zip(tokens, offsets, strict=True):
+        gap = previous_end is not None and start > previous_end and end > start
+        spaced.append(" " + token if gap and not token[:1].isspace() else token)
+        if end > start:
+            previous_end = end
+    return spaced
+
+
 def describe_positions(seq: Sequence) -> str:
     shown = ", ".join(f"{i}:{token!r}" for i, token in enumerate(seq.tokens[:40]))
     more = f", ... ({len(seq)} in all)" if len(seq) > 40 else ""

@@ -318,3 +318,12 @@ def test_predictions_reuse_one_forward_pass_per_sequence(monkeypatch):
     assert again.layers == [1]
     predictions(position=2, layer=0)  # same tokens, another position: still no new pass
     assert len(calls) == 1
+
+
+def test_activation_views_keep_the_texts_spacing():
+    """WordPiece tokens carry no spaces: the view puts back the ones the text had."""
+    bert = lm_layers_explainer["activations"]("tiny-bert", "the cat sat on the mat")(2)
+    assert "".join(bert.spaced[1:-1]) == "the cat sat on the mat"
+    assert "> cat</span>" in bert.to_html() and "> sat</span>" in bert.to_html()
+    gpt2 = lm_layers_explainer["activations"]("tiny-gpt2", "The cat sat")(2)
+    assert gpt2.spaced == gpt2.tokens  # byte-level tokens already carry their spaces

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._bertviz import self_contained
-from .forward import check_index, check_indices, check_text, context_length
+from .forward import check_index, check_indices, check_length, check_text, token_texts
 from .models import LoadedModel, load_model
 from .render import Result, visible
 
@@ -156,14 +156,8 @@ class _AttentionView:
         return {"self": ids}, start
 
     def _check_lengths(self, ids: dict) -> None:
-        lm: LoadedModel = self.model
-        limit = context_length(lm)
         for part, sequence in ids.items():
-            if limit is not None and len(sequence) > limit:
-                raise ValueError(
-                    f"text is {len(sequence)} tokens long ({part}), longer than the model's "
-                    f"context of {limit} tokens"
-                )
+            check_length(self.model, len(sequence), part)
         if max(map(len, ids.values())) > LONG_INPUT:  # read at call time: tests may lower it
             warnings.warn(
                 f"{max(map(len, ids.values()))} tokens: the interactive view draws every head "
@@ -202,8 +196,11 @@ class _AttentionView:
         }
 
     def _tokens(self, ids):
-        decode = self.model.tokenizer.decode
-        return [decode([i]) for i in ids]
+        return token_texts(self.model.tokenizer, ids)
+
+    def _height(self, tokens: list[str], encoder_tokens: list[str] | None, options) -> int:
+        """Pixel height of the view's frame: room for the longer token column."""
+        return _view_height(max(len(tokens), len(encoder_tokens or ())))
 
 
 def _require_weights(lm: LoadedModel, found: dict) -> None:
@@ -279,7 +276,6 @@ class AttentionHeadView(_AttentionView):
                 attention=as_tensors["self"], tokens=tokens, sentence_b_start=b_start,
                 html_action="return", **options,
             )  # fmt: skip
-            height = _view_height(len(tokens))
         else:
             tokens = self._tokens(ids["decoder"])
             encoder_tokens = self._tokens(ids["encoder"])
@@ -292,12 +288,7 @@ class AttentionHeadView(_AttentionView):
                 html_action="return",
                 **options,
             )
-            height = _view_height(max(len(tokens), len(encoder_tokens)))
-        if self.view == "model":
-            n_layers = len(
-                options.get("include_layers") or range(_layer_and_head_counts(self.model)[0])
-            )
-            height = 140 + 105 * n_layers
+        height = self._height(tokens, encoder_tokens, options)
         return AttentionResult(
             model_name=self.model.name,
             view=self.view,
@@ -321,6 +312,11 @@ class AttentionModelView(AttentionHeadView):
     """
 
     view = "model"
+
+    def _height(self, tokens, encoder_tokens, options) -> int:
+        """One row of thumbnails per layer shown."""
+        n_layers = len(options["include_layers"] or range(self.model.n_layers))
+        return 140 + 105 * n_layers
 
     def __call__(
         self,

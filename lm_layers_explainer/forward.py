@@ -12,7 +12,7 @@ predicts it from the hidden state at ``p - 1``, a masked model from the state at
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,21 +31,35 @@ class Sequence:
     ids: list[int]
     n_input: int
     encoder_ids: list[int] | None = None
-    generated: int = field(default=0)
 
     @property
     def tokens(self) -> list[str]:
-        decode = self.lm.tokenizer.decode
-        return [decode([i]) for i in self.ids]
+        return token_texts(self.lm.tokenizer, self.ids)
 
     @property
     def encoder_tokens(self) -> list[str] | None:
         if self.encoder_ids is None:
             return None
-        return [self.lm.tokenizer.decode([i]) for i in self.encoder_ids]
+        return token_texts(self.lm.tokenizer, self.encoder_ids)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def token_texts(tokenizer, ids) -> list[str]:
+    """Each token id decoded on its own (" Paris", "##ville", "[CLS]")."""
+    return [tokenizer.decode([int(i)]) for i in ids]
+
+
+def check_length(lm: LoadedModel, n_tokens: int, part: str | None = None) -> None:
+    """Refuse a sequence longer than the model's context, before any model work."""
+    limit = context_length(lm)
+    if limit is not None and n_tokens > limit:
+        where = f" ({part})" if part else ""
+        raise ValueError(
+            f"text is {n_tokens} tokens long{where}, longer than the model's context of "
+            f"{limit} tokens"
+        )
 
 
 def check_index(value, size: int, name: str) -> int:
@@ -89,11 +103,7 @@ def encode(lm: LoadedModel, text: str) -> Sequence:
     """Tokenize ``text`` for ``lm``; raises ValueError for empty or too long texts."""
     text = check_text(text)
     ids = list(lm.tokenizer(text)["input_ids"])
-    limit = context_length(lm)
-    if limit is not None and len(ids) > limit:
-        raise ValueError(
-            f"text is {len(ids)} tokens long, longer than the model's context of {limit} tokens"
-        )
+    check_length(lm, len(ids))
     if lm.kind == "seq2seq":
         start = lm.config.decoder_start_token_id
         if start is None:
@@ -203,9 +213,7 @@ def extend(seq: Sequence, n: int, *, do_sample: bool = False, seed: int = 0) -> 
                     input_ids=ids, attention_mask=torch.ones_like(ids), **options
                 )
     new_ids = out[0].tolist()
-    return Sequence(
-        lm, seq.text, new_ids, seq.n_input, seq.encoder_ids, seq.generated + len(new_ids) - len(seq)
-    )
+    return Sequence(lm, seq.text, new_ids, seq.n_input, seq.encoder_ids)
 
 
 @contextmanager

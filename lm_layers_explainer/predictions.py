@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forward import check_index, check_position, encode, extend, predicted_from
+from .forward import check_index, check_position, encode, extend, predicted_from, token_texts
 from .lens import LogitLens, require_head
 from .models import load_model
 from .render import Result, grid_figure, html_grid, progress, visible
@@ -161,14 +161,13 @@ class PredictionsExplainer:
             ids.append(top.indices.numpy())
             probabilities.append(top.values.numpy())
         ids = np.stack(ids)
-        decode = lm.tokenizer.decode
         return PredictionsResult(
             model_name=lm.name,
             tokens=sequence.tokens,
             position=position,
             layers=layers,
             token_ids=ids,
-            candidates=[[decode([int(i)]) for i in row] for row in ids],
+            candidates=[token_texts(lm.tokenizer, row) for row in ids],
             probabilities=np.stack(probabilities),
         )
 

@@ -21,6 +21,7 @@ from .forward import (
     extend,
     position_range,
     predicted_from,
+    token_texts,
 )
 from .lens import LogitLens, ranks_of, require_head
 from .models import LoadedModel, load_model
@@ -171,13 +172,12 @@ class RankingsOutput(TokensResult):
         position = check_position(position, self.lm, self.sequence, allow_generation=False)
         ids = [watch_id(self.lm, token) for token in _as_list(watch)]
         ranks = self._ranks([predicted_from(self.lm, position)], torch.tensor(ids)[None, :])
-        decode = self.lm.tokenizer.decode
         return RankingsResult(
             self.lm.name,
             f"rank of each watched token for position {position}",
             [position] * len(ids),
             ids,
-            [decode([i]) for i in ids],
+            token_texts(self.lm.tokenizer, ids),
             ranks,
         )
 
@@ -211,7 +211,7 @@ def watch_id(lm: LoadedModel, token) -> int:
         raise ValueError(f"watch tokens must be non-empty strings or ints; got {token!r}")
     ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        pieces = [lm.tokenizer.decode([i]) for i in ids]
+        pieces = token_texts(lm.tokenizer, ids)
         raise ValueError(
             f"watch token {token!r} is not a single token of the vocabulary: it splits into "
             f"{pieces}. Watch one of those, or pass a token id"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .forward import token_texts
 from .models import load_model
 from .render import Result, escape, visible
 
@@ -112,7 +113,7 @@ class TokensExplainer:
         special_ids = set(tokenizer.all_special_ids)
         return TokensResult(
             text=text,
-            tokens=[tokenizer.decode([i]) for i in ids],
+            tokens=token_texts(tokenizer, ids),
             token_ids=list(ids),
             special=[i in special_ids for i in ids],
             model_name=self.model.name,

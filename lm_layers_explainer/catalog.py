@@ -257,7 +257,13 @@ def _tiny_gpt2(kind, **options):
 
 
 def _tiny_bert(kind, **options):
-    from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        BertModel,
+        PreTrainedTokenizerFast,
+    )
 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=_wordpiece_tokenizer(),
@@ -266,6 +272,7 @@ def _tiny_bert(kind, **options):
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],  # pairs: segments
     )
     config = BertConfig(
         vocab_size=len(tokenizer),
@@ -275,9 +282,15 @@ def _tiny_bert(kind, **options):
         intermediate_size=64,
         max_position_embeddings=64,
         pad_token_id=0,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
         attn_implementation="eager",
     )
-    model_class = BertForMaskedLM if kind == "masked" else BertModel
+    model_class = {
+        "masked": BertForMaskedLM,
+        "encoder": BertModel,
+        "classifier": BertForSequenceClassification,
+    }[kind]
     config.architectures = [model_class.__name__]
     return _finish(_seeded(lambda: model_class(config)), **options), tokenizer
 
@@ -353,11 +366,11 @@ _ENTRIES = [
         "tiny-bert",
         "masked",
         "random BERT with MLM head (2 layers, 2 heads, hidden 32), for tests; kind='encoder' "
-        "gives the bare encoder",
+        "gives the bare encoder, kind='classifier' a 2-class (negative, positive) classifier",
         None,
         None,
         _tiny_bert,
-        kinds=("masked", "encoder"),
+        kinds=("masked", "encoder", "classifier"),
     ),
     CatalogEntry(
         "tiny-bart",

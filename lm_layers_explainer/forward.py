@@ -20,6 +20,11 @@ import torch
 from .models import LoadedModel
 
 
+READS_IN_PLACE = ("masked", "encoder", "classifier")
+"""Kinds whose hidden state at a position describes that position itself (bidirectional
+encoders); the others (causal, seq2seq decoders) predict the next token from it."""
+
+
 @dataclass
 class Sequence:
     """The token sequence the explainers index: the text's tokens for causal, masked and
@@ -142,12 +147,12 @@ def describe_positions(seq: Sequence) -> str:
 
 def predicted_from(lm: LoadedModel, position: int) -> int:
     """The position whose hidden state predicts the token at ``position``."""
-    return position if lm.kind in ("masked", "encoder") else position - 1
+    return position if lm.kind in READS_IN_PLACE else position - 1
 
 
 def position_range(lm: LoadedModel, seq: Sequence, allow_generation: bool) -> tuple[int, int]:
     """Smallest and largest valid ``position`` (inclusive); None for no upper bound."""
-    if lm.kind in ("masked", "encoder"):
+    if lm.kind in READS_IN_PLACE:
         return 0, len(seq) - 1
     if allow_generation:
         return 1, None
@@ -164,7 +169,7 @@ def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation
         )
         why = (
             " (a causal model predicts position p from position p-1, so 0 has no prediction)"
-            if lm.kind not in ("masked", "encoder") and position < low
+            if lm.kind not in READS_IN_PLACE and position < low
             else ""
         )
         raise ValueError(
@@ -176,7 +181,7 @@ def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation
 def check_generation(lm: LoadedModel, generate) -> int:
     if isinstance(generate, bool) or not isinstance(generate, int) or generate < 0:
         raise ValueError(f"generate must be an int >= 0; got {generate!r}")
-    if generate and lm.kind in ("masked", "encoder"):
+    if generate and lm.kind in READS_IN_PLACE:
         raise ValueError(
             f"generate must be 0 for a {lm.kind} model ({lm.name}): it fills in tokens, "
             "it does not continue a text; put [MASK] where you want a prediction"

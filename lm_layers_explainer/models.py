@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-KINDS = ("causal", "masked", "encoder", "seq2seq")
+KINDS = ("causal", "masked", "encoder", "seq2seq", "classifier")
 """The kinds of transformer model the explainers know."""
 
 # Attribute names under which transformers models keep the norm applied after the last layer
@@ -126,7 +126,8 @@ def load_model(
       loaded with ``from_pretrained``;
     - a ``(model, tokenizer)`` pair, or a :class:`LoadedModel` (returned as is).
 
-    ``kind`` (one of ``causal``, ``masked``, ``encoder``, ``seq2seq``) picks the model class;
+    ``kind`` (one of ``causal``, ``masked``, ``encoder``, ``seq2seq``, ``classifier``) picks
+    the model class (``classifier``: a sequence classifier, ``...ForSequenceClassification``);
     by default it is read from the model's config. ``device``, ``torch_dtype`` and
     ``device_map`` are passed to transformers (``device_map`` needs accelerate).
     Loading the same spec again in one process returns the same object.
@@ -253,6 +254,8 @@ def _kind_from_class_name(name: str, auto) -> str | None:
         return "masked"
     if name in auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values():
         return "seq2seq"
+    if name.endswith("ForSequenceClassification"):
+        return "classifier"
     return None
 
 
@@ -264,6 +267,7 @@ def _auto_class(kind: str):
         "masked": transformers.AutoModelForMaskedLM,
         "encoder": transformers.AutoModel,
         "seq2seq": transformers.AutoModelForSeq2SeqLM,
+        "classifier": transformers.AutoModelForSequenceClassification,
     }[kind]
 
 
@@ -295,8 +299,9 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
         stack, encoder_layers = model.get_decoder(), _find_layers(model.get_encoder())
     else:
         stack, encoder_layers = model.base_model, None
+    has_vocabulary_head = kind not in ("encoder", "classifier")
     head = next((getattr(model, n) for n in _HEAD_NAMES if hasattr(model, n)), None)
-    if head is None and kind != "encoder":
+    if head is None and has_vocabulary_head:
         head = model.get_output_embeddings()
     return LoadedModel(
         model=model,
@@ -313,7 +318,7 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
             ),
             None,
         ),
-        unembedding=head if kind != "encoder" else None,
+        unembedding=head if has_vocabulary_head else None,
         encoder_layers=encoder_layers,
         source=source,
     )

@@ -20,6 +20,7 @@ ENTRY_POINTS: dict[str, str] = {
     "attention_head_view": "lm_layers_explainer.attention:AttentionHeadView",
     "attention_model_view": "lm_layers_explainer.attention:AttentionModelView",
     "attention_neuron_view": "lm_layers_explainer.attention:AttentionNeuronView",
+    "attributions": "lm_layers_explainer.attributions:AttributionsExplainer",
 }
 """Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
 

@@ -1,0 +1,794 @@
+"""The ``attributions`` explainer: how much each input token matters to one prediction.
+
+>>> attributions = lm_layers_explainer["attributions"]("SmolLM2-135M-Instruct",
+...                                                    " Heathrow airport is in the city of")
+>>> a = attributions(method="integrated_gradients")      # target: the model's top token
+>>> a.to_frame().columns.tolist()
+['position', 'token', 'token_id', 'attribution', 'normalized']
+>>> a.faithfulness().comprehensiveness                   # ERASER, higher is better
+0.0...
+
+What is explained is one number ``f(x)``, a function of the input token embeddings ``x``:
+the probability (or, with ``output="logit"``, the logit) of ``target`` as the next token
+(causal LM), at the ``[MASK]`` (masked LM), or of a class (sequence classifier). Each method
+gives captum's attribution for every embedding feature; a token's score is the sum over its
+features. Scores are not rescaled (so that sums can be checked against ``f(x) - f(x')``);
+``normalized`` divides them by the largest absolute score, and pictures show that.
+
+Gradient methods score each embedding feature and a token's score is the sum over its
+features; perturbation methods replace whole tokens, and a token's score is the one value
+captum gives all its features.
+
+Special tokens (``[CLS]``, ``[SEP]``, a BOS) and the ``[MASK]`` being predicted are part of
+the question, not evidence: the baseline keeps them. Methods that compare with the baseline
+(integrated gradients, DeepLift, every perturbation method) therefore give them 0; saliency
+and input x gradient still score them. Pictures draw them grey, and the faithfulness curves
+leave them in place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .forward import check_length, check_text, token_texts
+from .methods import METHODS, MethodNotApplicableError, Question, check_method
+from .models import LoadedModel, load_model
+from .render import Result, escape, html_grid, progress, shade, visible
+
+OUTPUTS = ("probability", "logit")
+BASELINES = ("zero", "pad", "mask")
+ERASER_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
+"""Fractions of the tokens removed (comprehensiveness) or kept (sufficiency), as in ERASER."""
+EXPLAINED_KINDS = ("causal", "masked", "classifier")
+
+
+class ExplainedOutput(nn.Module):
+    """``f``: input token embeddings ``(batch, tokens, features)`` -> the explained output
+    ``(batch,)``. An ``nn.Module`` (not a plain function) so that captum's DeepLift and
+    guided backpropagation can hook the model's layers inside it."""
+
+    def __init__(self, lm: LoadedModel, read_at: int | None, target: int, output: str, extra):
+        super().__init__()
+        self.model = lm.model
+        self.kind = lm.kind
+        self.read_at = read_at
+        self.target = target
+        self.output = output
+        self.extra = extra  # token_type_ids for BERT-style pairs, (1, tokens)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The model's logits where the answer is read: (batch, vocabulary or classes)."""
+        batch, length = embeddings.shape[:2]
+        options = {k: v.expand(batch, -1) for k, v in self.extra.items()}
+        if self.kind == "causal":
+            options["use_cache"] = False
+        mask = torch.ones((batch, length), dtype=torch.long, device=embeddings.device)
+        logits = self.model(inputs_embeds=embeddings, attention_mask=mask, **options).logits
+        return logits if self.read_at is None else logits[:, self.read_at]
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(embeddings)
+        if self.output == "logit":
+            return logits[:, self.target]
+        return logits.softmax(-1)[:, self.target]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _diverging(value: float) -> tuple[str, str]:
+    """Colours for a normalized score in [-1, 1]: red for positive, blue for negative."""
+    return shade((float(value) + 1) / 2, "RdBu_r")
+
+
+@dataclass
+class AttributionResult(Result):
+    """One method's attribution: ``scores`` (one per input token), with what was explained.
+
+    ``output`` is f(x), ``baseline_output`` f(x') (for ``deeplift_shap``: the mean over its
+    baselines), ``delta`` captum's convergence delta (sum of scores minus
+    ``output - baseline_output``) for the methods that report one, else None.
+    """
+
+    method: str
+    model_name: str
+    tokens: list[str]
+    token_ids: list[int]
+    scores: np.ndarray
+    attributable: np.ndarray
+    target: int
+    target_text: str
+    question: str
+    output_kind: str
+    output: float
+    baseline_output: float
+    delta: float | None
+    seconds: float
+    explainer: AttributionsExplainer = field(repr=False)
+    settings: dict = field(repr=False)
+    _faithfulness: FaithfulnessResult | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        top = self.top(3)
+        shown = ", ".join(f"{self.tokens[i]!r} {self.scores[i]:+.3g}" for i in top)
+        return (
+            f"AttributionResult({self.method}, {self.output_kind} of {self.target_text!r} "
+            f"= {self.output:.4g}; top tokens: {shown})"
+        )
+
+    @property
+    def normalized(self) -> np.ndarray:
+        """Scores divided by the largest absolute score (all 0 if every score is 0)."""
+        largest = float(np.abs(self.scores).max()) if len(self.scores) else 0.0
+        return self.scores / largest if largest > 0 else np.zeros_like(self.scores)
+
+    def top(self, k: int) -> list[int]:
+        """Positions of the ``k`` highest-scoring attributable tokens, best first."""
+        order = [int(i) for i in np.argsort(-self.scores, kind="stable") if self.attributable[i]]
+        return order[:k]
+
+    def to_frame(self):
+        """Columns ``position, token, token_id, attribution, normalized``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "position": range(len(self.tokens)),
+                "token": self.tokens,
+                "token_id": self.token_ids,
+                "attribution": self.scores,
+                "normalized": self.normalized,
+            }
+        )
+
+    def title(self) -> str:
+        return (
+            f"{self.method} on {self.model_name}: {self.question}; "
+            f"{self.output_kind} of {visible(self.target_text)!r} = {self.output:.4g} "
+            f"(baseline {self.baseline_output:.4g}); sum of scores {self.scores.sum():.4g}"
+        )
+
+    def to_html(self) -> str:
+        chips = []
+        for token, score, norm, counted in zip(
+            self.tokens, self.scores, self.normalized, self.attributable, strict=True
+        ):
+            background, color = _diverging(norm) if counted else ("#eeeeee", "#666666")
+            chips.append(
+                f'<span title="{score:.4g}" style="display:inline-block;margin:1px;'
+                f"padding:2px 4px;border-radius:3px;background:{background};color:{color};"
+                f'font-family:monospace;white-space:pre">{escape(visible(token))}</span>'
+            )
+        return (
+            f'<div class="lmle-attributions"><div style="margin-bottom:4px">'
+            f"{escape(self.title())}</div>{''.join(chips)}<div><small>red raises the "
+            "output, blue lowers it; grey: kept in the baseline; hover for the score"
+            "</small></div></div>"
+        )
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        n = len(self.tokens)
+        figure, axes = plt.subplots(figsize=(max(5.0, 0.7 * n), 2.6))
+        colors = [
+            _diverging(v)[0] if counted else "#cccccc"
+            for v, counted in zip(self.normalized, self.attributable, strict=True)
+        ]
+        axes.bar(range(n), self.scores, color=colors, edgecolor="#555555", linewidth=0.5)
+        axes.axhline(0, color="#555555", linewidth=0.5)
+        axes.set_xticks(range(n), [visible(t) for t in self.tokens], rotation=45, ha="right")
+        axes.set_ylabel(f"attribution ({self.output_kind})")
+        axes.set_title(_wrap(self.title(), 110), fontsize=8)
+        figure.tight_layout()
+        return figure
+
+    def faithfulness(self) -> FaithfulnessResult:
+        """Deletion and insertion curves, their areas, and ERASER's comprehensiveness and
+        sufficiency for this attribution (computed once, then kept)."""
+        if self._faithfulness is None:
+            self._faithfulness = self.explainer._faithfulness(self)
+        return self._faithfulness
+
+
+@dataclass
+class FaithfulnessResult(Result):
+    """How the explained output moves when tokens go, most important first.
+
+    ``deletion[k]``: f with the ``k`` top-scored tokens replaced by the baseline;
+    ``insertion[k]``: f of the baseline with only the ``k`` top-scored tokens put back
+    (k = 0..n over the n attributable tokens). Areas are over the fraction k/n in [0, 1]:
+    a faithful attribution has a small ``deletion_auc`` and a large ``insertion_auc``.
+    ``comprehensiveness`` (higher is better) and ``sufficiency`` (lower is better) are
+    ERASER's, averaged over removing or keeping 1, 5, 10, 20 and 50 % of the tokens
+    (at least one token each).
+    """
+
+    method: str
+    order: list[int]
+    tokens: list[str]
+    deletion: np.ndarray
+    insertion: np.ndarray
+    output_kind: str
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, len(self.order) + 1)
+
+    @property
+    def deletion_auc(self) -> float:
+        return float(np.trapezoid(self.deletion, self.fractions))
+
+    @property
+    def insertion_auc(self) -> float:
+        return float(np.trapezoid(self.insertion, self.fractions))
+
+    def _bins(self) -> list[int]:
+        n = len(self.order)
+        return [min(n, max(1, round(b * n))) for b in ERASER_BINS]
+
+    @property
+    def comprehensiveness(self) -> float:
+        full = self.deletion[0]
+        return float(np.mean([full - self.deletion[k] for k in self._bins()]))
+
+    @property
+    def sufficiency(self) -> float:
+        full = self.deletion[0]
+        return float(np.mean([full - self.insertion[k] for k in self._bins()]))
+
+    def summary(self) -> dict[str, float]:
+        """The four numbers: deletion_auc, insertion_auc, comprehensiveness, sufficiency."""
+        return {
+            "deletion_auc": self.deletion_auc,
+            "insertion_auc": self.insertion_auc,
+            "comprehensiveness": self.comprehensiveness,
+            "sufficiency": self.sufficiency,
+        }
+
+    def __repr__(self) -> str:
+        numbers = ", ".join(f"{k}={v:.4g}" for k, v in self.summary().items())
+        return f"FaithfulnessResult({self.method}: {numbers})"
+
+    def to_frame(self):
+        """Columns ``k, fraction, token`` (the k-th token removed or added), ``deletion``,
+        ``insertion``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "k": range(len(self.order) + 1),
+                "fraction": self.fractions,
+                "token": [""] + [self.tokens[i] for i in self.order],
+                "deletion": self.deletion,
+                "insertion": self.insertion,
+            }
+        )
+
+    def to_html(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(name)}</td><td>{value:.4g}</td></tr>"
+            for name, value in self.summary().items()
+        )
+        order = " &gt; ".join(escape(visible(self.tokens[i])) for i in self.order)
+        return (
+            f'<div class="lmle-faithfulness"><div>{escape(self.method)}: tokens by score: '
+            f"<code>{order}</code></div><table>{rows}</table></div>"
+        )
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(5.0, 3.0))
+        axes.plot(self.fractions, self.deletion, "o-", label=f"deletion (AUC {self.deletion_auc:.3g})")
+        axes.plot(
+            self.fractions, self.insertion, "s-", label=f"insertion (AUC {self.insertion_auc:.3g})"
+        )
+        axes.set_xlabel("fraction of tokens removed (deletion) or put back (insertion)")
+        axes.set_ylabel(self.output_kind)
+        axes.set_title(f"{self.method}: most important tokens first", fontsize=9)
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        return figure
+
+
+@dataclass
+class ComparisonResult(Result):
+    """Several methods on the same question. ``results[name]`` is an
+    :class:`AttributionResult`, or for a refused method the reason (a string)."""
+
+    tokens: list[str]
+    results: dict[str, AttributionResult | str]
+    faithful: bool
+
+    def __repr__(self) -> str:
+        return f"ComparisonResult({', '.join(self.results)})"
+
+    def _ran(self) -> dict[str, AttributionResult]:
+        return {k: v for k, v in self.results.items() if isinstance(v, AttributionResult)}
+
+    def to_frame(self):
+        """One row per method: ``seconds``, ``sum`` of scores, ``output - baseline``,
+        ``delta``, the faithfulness numbers (if computed) and ``refused`` (the reason, for
+        methods that do not apply)."""
+        import pandas as pd
+
+        rows = []
+        for name, result in self.results.items():
+            row = {"method": name}
+            if isinstance(result, AttributionResult):
+                row.update(
+                    seconds=result.seconds,
+                    sum=float(result.scores.sum()),
+                    output_minus_baseline=result.output - result.baseline_output,
+                    delta=result.delta,
+                )
+                if self.faithful:
+                    row.update(result.faithfulness().summary())
+                row["refused"] = ""
+            else:
+                row["refused"] = result
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("method")
+
+    def scores_frame(self):
+        """Normalized scores: one row per method that ran, one column per token."""
+        import pandas as pd
+
+        ran = self._ran()
+        columns = [f"{i}:{token}" for i, token in enumerate(self.tokens)]
+        return pd.DataFrame(
+            [r.normalized for r in ran.values()], index=list(ran), columns=columns
+        )
+
+    def to_html(self) -> str:
+        ran = self._ran()
+        values = [((r.normalized + 1) / 2).tolist() for r in ran.values()]
+        cells = [[f"{v:+.2f}" for v in r.normalized] for r in ran.values()]
+        grid = html_grid(
+            "normalized attribution (red raises the output, blue lowers it)",
+            [visible(t) for t in self.tokens],
+            list(ran),
+            cells,
+            values,
+            cmap="RdBu_r",
+        )
+        table = self.to_frame().to_html(float_format=lambda v: f"{v:.4g}", escape=True)
+        return f'<div class="lmle-comparison">{grid}{table}</div>'
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        ran = self._ran()
+        matrix = np.array([r.normalized for r in ran.values()])
+        figure, axes = plt.subplots(
+            figsize=(max(5.0, 0.75 * len(self.tokens) + 2), 0.9 + 0.4 * len(ran))
+        )
+        axes.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        for r in range(matrix.shape[0]):
+            for c in range(matrix.shape[1]):
+                _, color = _diverging(matrix[r, c])
+                axes.text(c, r, f"{matrix[r, c]:+.2f}", ha="center", va="center", fontsize=7,
+                          color=color)
+        axes.set_xticks(range(len(self.tokens)), [visible(t) for t in self.tokens],
+                        rotation=45, ha="right", fontsize=8)
+        axes.set_yticks(range(len(ran)), list(ran), fontsize=8)
+        axes.set_title("normalized attribution by method", fontsize=9)
+        figure.tight_layout()
+        return figure
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+# --------------------------------------------------------------------------- the explainer
+
+
+def token_scores(spec, per_feature: torch.Tensor) -> torch.Tensor:
+    """One score per token from captum's (tokens, features) attribution.
+
+    - Perturbation methods replace whole tokens and give every feature of a token the same
+      value: that value (their mean) is the score.
+    - Methods that return a gradient, not a contribution (saliency, guided backprop,
+      deconvolution): the sum of absolute values (L1 norm). A plain sum would be about 0 in
+      every model whose embeddings reach the output only through LayerNorm: its gradient is
+      orthogonal to the all-ones direction.
+    - Contributions (input x gradient, integrated gradients, DeepLift, DeepLiftShap): the
+      sum, so that completeness can be checked against f(x) - f(x').
+    """
+    if spec.family == "perturbation":
+        return per_feature.mean(-1)
+    if spec.signal == "gradient":
+        return per_feature.abs().sum(-1)
+    return per_feature.sum(-1)
+
+
+
+
+def _check_int(value, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise TypeError(f"{name} must be an int {bound}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}; got {value}")
+    return int(value)
+
+
+def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+class AttributionsExplainer:
+    """Attributions: how much each input token matters to one prediction (captum methods).
+
+    >>> attributions = lm_layers_explainer["attributions"](model, text)
+    >>> a = attributions(method="integrated_gradients", target=" Paris")
+    >>> a.scores, a.to_frame(), a.faithfulness(), a.save("ig.png")
+    >>> attributions.compare(methods=["saliency", "integrated_gradients"])
+    >>> attributions.methods            # every method, and why some are refused here
+
+    ``model`` is a causal LM (explains the next token after ``text``), a masked LM (explains
+    the one ``[MASK]`` in ``text``) or a sequence classifier (explains a class; give
+    ``text_pair`` for two-text tasks such as entailment). ``target`` is a token text, a
+    token id, a class label or index, or None for the model's own top prediction.
+    """
+
+    def __init__(self, model, text: str, text_pair: str | None = None):
+        self.model = lm = load_model(model)
+        if lm.kind not in EXPLAINED_KINDS:
+            raise ValueError(
+                f"model must be a causal LM, a masked LM or a sequence classifier for "
+                f"attributions; {lm.name} is {lm.kind!r}. (Seq2seq models and plain encoders "
+                "have no single output to explain here yet)"
+            )
+        self.text = check_text(text)
+        if text_pair is not None:
+            if lm.kind == "causal":
+                raise ValueError(
+                    "text_pair is for masked LMs and sequence classifiers (two segments); "
+                    "for a causal LM put both texts in text"
+                )
+            self.text_pair = check_text(text_pair)
+            encoding = lm.tokenizer(self.text, self.text_pair)
+        else:
+            self.text_pair = None
+            encoding = lm.tokenizer(self.text)
+        self.ids = [int(i) for i in encoding["input_ids"]]
+        check_length(lm, len(self.ids))
+        self.extra = {}
+        if "token_type_ids" in encoding:
+            self.extra["token_type_ids"] = torch.tensor(
+                [encoding["token_type_ids"]], device=lm.device
+            )
+        self.tokens = token_texts(lm.tokenizer, self.ids)
+        self.read_at = self._read_position()
+        special = set(lm.tokenizer.all_special_ids)
+        kept = [i in special for i in self.ids]
+        if self.read_at is not None and lm.kind == "masked":
+            kept[self.read_at] = True
+        self.attributable = ~np.array(kept)
+        if not self.attributable.any():
+            raise ValueError(
+                f"text must contain at least one ordinary token to attribute to; got only "
+                f"special tokens: {self.tokens}"
+            )
+        self._logits: torch.Tensor | None = None
+
+    def _read_position(self) -> int | None:
+        lm = self.model
+        if lm.kind == "causal":
+            return len(self.ids) - 1
+        if lm.kind == "classifier":
+            return None
+        mask_id = lm.tokenizer.mask_token_id
+        if mask_id is None:
+            raise ValueError(f"{lm.name} has no mask token, so a masked-LM question needs one")
+        where = [i for i, token in enumerate(self.ids) if token == mask_id]
+        if len(where) != 1:
+            raise ValueError(
+                f"text must contain exactly one {lm.tokenizer.mask_token} for a masked LM "
+                f"(the prediction to explain); found {len(where)}"
+            )
+        return where[0]
+
+    # ----------------------------------------------------------------- what is explained
+
+    @property
+    def methods(self):
+        """Every method: captum class, family, summary, and the reason it is refused for
+        this model (empty where it runs). A pandas DataFrame indexed by method name."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                (m.name, m.captum, m.family, m.summary, m.refuse(self.model) or "")
+                for m in METHODS.values()
+            ],
+            columns=["method", "captum", "family", "summary", "refused"],
+        ).set_index("method")
+
+    def labels(self) -> list[str]:
+        """A classifier's class labels, in index order."""
+        id2label = self.model.config.id2label
+        return [str(id2label[i]) for i in range(len(id2label))]
+
+    def logits(self) -> torch.Tensor:
+        """The model's logits for what is explained (vocabulary or classes); one forward."""
+        if self._logits is None:
+            f = ExplainedOutput(self.model, self.read_at, 0, "logit", self.extra)
+            with torch.no_grad():
+                self._logits = f.logits(self._embeddings())[0].float()
+        return self._logits
+
+    def _question_text(self) -> str:
+        if self.model.kind == "causal":
+            return "next token after the text"
+        if self.model.kind == "masked":
+            return f"the {self.model.tokenizer.mask_token} at position {self.read_at}"
+        return "class of the text" + (" pair" if self.text_pair is not None else "")
+
+    def resolve_target(self, target) -> tuple[int, str]:
+        """(index, text) of ``target``: a token text or id (LMs), a label or class index
+        (classifiers), or None for the model's top prediction."""
+        lm = self.model
+        if lm.kind == "classifier":
+            labels = self.labels()
+            if target is None:
+                index = int(self.logits().argmax())
+            elif isinstance(target, str):
+                if target not in labels:
+                    raise ValueError(f"target must be one of the labels {labels}; got {target!r}")
+                index = labels.index(target)
+            else:
+                index = _check_int(target, "target", 0, len(labels) - 1)
+            return index, labels[index]
+        if target is None:
+            index = int(self.logits().argmax())
+        elif isinstance(target, str):
+            ids = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                pieces = token_texts(lm.tokenizer, ids)
+                raise ValueError(
+                    f"target must be one token of {lm.name}'s vocabulary; {target!r} is "
+                    f"{len(ids)} tokens {pieces}. Give one of them, or a token id"
+                )
+            index = int(ids[0])
+        else:
+            index = _check_int(target, "target", 0, lm.vocab_size - 1)
+        return index, lm.tokenizer.decode([index])
+
+    # ----------------------------------------------------------------- running methods
+
+    def __call__(
+        self,
+        method: str = "integrated_gradients",
+        target=None,
+        *,
+        output: str = "probability",
+        baseline: str = "zero",
+        n_steps: int = 50,
+        internal_batch_size: int = 32,
+        n_samples: int | None = None,
+        window: int = 1,
+        seed: int = 0,
+    ) -> AttributionResult:
+        """Attribute ``target`` with ``method``.
+
+        ``output``: explain the ``probability`` (softmax) or the ``logit``. ``baseline``:
+        what replaces a token (``zero`` vector, or the embedding of the ``pad`` or ``mask``
+        token). ``n_steps``: integration steps (integrated_gradients). ``internal_batch_size``:
+        how many interpolated or perturbed inputs go through the model at once.
+        ``n_samples``: samples of lime, kernel_shap, shapley_value_sampling (permutations)
+        and deeplift_shap (baselines); None for each method's default. ``window``: tokens
+        per occlusion window. ``seed``: for every random choice.
+        """
+        spec = check_method(method)
+        settings = self._settings(
+            spec,
+            output=output,
+            baseline=baseline,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            n_samples=n_samples,
+            window=window,
+            seed=seed,
+        )
+        reason = spec.refuse(self.model)
+        if reason:
+            raise MethodNotApplicableError(reason)
+        index, text = self.resolve_target(target)
+        return self._run(spec, index, text, settings)
+
+    def compare(self, methods=None, target=None, *, faithfulness: bool = True, **options):
+        """Run several methods (default: all) on the same target; refused methods are
+        listed with their reason. Options are those of a single call.
+
+        >>> attributions.compare(["saliency", "integrated_gradients"]).to_frame()
+        """
+        names = list(METHODS) if methods is None else methods
+        if isinstance(names, str) or not names:
+            raise ValueError(
+                f"methods must be a non-empty list of method names ({', '.join(METHODS)}) "
+                "or None for all"
+            )
+        specs = [check_method(name) for name in names]
+        if len({s.name for s in specs}) != len(specs):
+            raise ValueError(f"methods must not repeat a name; got {names}")
+        checked = {s.name: self._settings(s, **options) for s in specs}
+        index, text = self.resolve_target(target)
+        results: dict[str, AttributionResult | str] = {}
+        for spec in progress(specs, desc="attribution methods"):
+            reason = spec.refuse(self.model)
+            if reason:
+                results[spec.name] = reason
+                continue
+            result = self._run(spec, index, text, checked[spec.name])
+            if faithfulness:
+                result.faithfulness()
+            results[spec.name] = result
+        return ComparisonResult(tokens=self.tokens, results=results, faithful=faithfulness)
+
+    def _settings(
+        self,
+        spec,
+        *,
+        output: str = "probability",
+        baseline: str = "zero",
+        n_steps: int = 50,
+        internal_batch_size: int = 32,
+        n_samples: int | None = None,
+        window: int = 1,
+        seed: int = 0,
+    ) -> dict:
+        """Check every option before any model work."""
+        tokenizer = self.model.tokenizer
+        _check_choice(output, "output", OUTPUTS)
+        _check_choice(baseline, "baseline", BASELINES)
+        if baseline == "pad" and tokenizer.pad_token_id is None:
+            raise ValueError(f"baseline='pad' needs a pad token; {self.model.name} has none")
+        if baseline == "mask" and tokenizer.mask_token_id is None:
+            raise ValueError(
+                f"baseline='mask' needs a mask token; {self.model.name} has none "
+                "(use 'zero' or 'pad')"
+            )
+        n_steps = _check_int(n_steps, "n_steps", 1, 10_000)
+        internal_batch_size = _check_int(internal_batch_size, "internal_batch_size", 1, 4096)
+        if n_samples is not None:
+            n_samples = _check_int(n_samples, "n_samples", 2 if spec.name == "deeplift_shap" else 1,
+                                   100_000)
+        window = _check_int(window, "window", 1, len(self.ids))
+        seed = _check_int(seed, "seed", 0, 2**32 - 1)
+        return {
+            "output": output,
+            "baseline": baseline,
+            "n_steps": n_steps,
+            "internal_batch_size": internal_batch_size,
+            "n_samples": n_samples if n_samples is not None else spec.default_samples,
+            "window": window,
+            "seed": seed,
+        }
+
+    def _embeddings(self) -> torch.Tensor:
+        ids = torch.tensor([self.ids], device=self.model.device)
+        with torch.no_grad():
+            return self.model.embeddings(ids).detach()
+
+    def _baseline(self, x: torch.Tensor, baseline: str) -> torch.Tensor:
+        """x with every attributable token replaced (special tokens kept)."""
+        tokenizer = self.model.tokenizer
+        replaced = x.clone()
+        where = torch.tensor(self.attributable, device=x.device)
+        if baseline == "zero":
+            replaced[0, where] = 0.0
+        else:
+            token = tokenizer.pad_token_id if baseline == "pad" else tokenizer.mask_token_id
+            with torch.no_grad():
+                vector = self.model.embeddings(torch.tensor([token], device=x.device))[0]
+            replaced[0, where] = vector
+        return replaced
+
+    def _random_baselines(self, x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        """``n`` copies of x whose attributable tokens are random ordinary tokens."""
+        generator = torch.Generator().manual_seed(seed)
+        special = torch.tensor(sorted(set(self.model.tokenizer.all_special_ids)))
+        vocabulary = self.model.embeddings.weight.shape[0]
+        where = torch.tensor(self.attributable)
+        ids = torch.tensor(self.ids).repeat(n, 1)
+        draws = torch.randint(0, vocabulary, (n, int(where.sum())), generator=generator)
+        if len(special):  # redraw special ids as their neighbour, deterministically
+            draws = torch.where(torch.isin(draws, special), (draws + 1) % vocabulary, draws)
+        ids[:, where] = draws
+        with torch.no_grad():
+            return self.model.embeddings(ids.to(x.device)).detach()
+
+    def _run(self, spec, index: int, text: str, settings: dict) -> AttributionResult:
+        lm = self.model
+        x = self._embeddings()
+        f = ExplainedOutput(lm, self.read_at, index, settings["output"], self.extra)
+        baseline = self._baseline(x, settings["baseline"])
+        n_tokens, n_features = x.shape[1:]
+        question = Question(
+            f=f,
+            x=x.clone().requires_grad_(True),  # captum warns when it has to set this itself
+            baseline=baseline,
+            feature_mask=torch.arange(n_tokens, device=x.device)
+            .view(1, n_tokens, 1)
+            .expand(1, n_tokens, n_features)
+            .clone(),
+            baseline_sampler=lambda n: self._random_baselines(x, n, settings["seed"]),
+            n_steps=settings["n_steps"],
+            internal_batch_size=settings["internal_batch_size"],
+            n_samples=settings["n_samples"],
+            window=settings["window"],
+        )
+        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
+            torch.manual_seed(settings["seed"])
+            start = time.perf_counter()
+            attribution, delta = spec.run(question)
+            seconds = time.perf_counter() - start
+        scores = token_scores(spec, attribution.detach()[0].double()).cpu().numpy()
+        with torch.no_grad():
+            references = (
+                question.baseline_sampler(settings["n_samples"])
+                if spec.name == "deeplift_shap"
+                else baseline
+            )
+            output = float(f(x)[0])
+            baseline_output = float(f(references).mean())
+        return AttributionResult(
+            method=spec.name,
+            model_name=lm.name,
+            tokens=self.tokens,
+            token_ids=list(self.ids),
+            scores=scores,
+            attributable=self.attributable.copy(),
+            target=index,
+            target_text=text,
+            question=self._question_text(),
+            output_kind=settings["output"],
+            output=output,
+            baseline_output=baseline_output,
+            delta=delta,
+            seconds=seconds,
+            explainer=self,
+            settings=dict(settings),
+        )
+
+    def _faithfulness(self, result: AttributionResult) -> FaithfulnessResult:
+        settings = result.settings
+        x = self._embeddings()
+        baseline = self._baseline(x, settings["baseline"])
+        f = ExplainedOutput(self.model, self.read_at, result.target, settings["output"], self.extra)
+        order = result.top(len(self.tokens))
+        deleted, inserted = [], []
+        for k in range(len(order) + 1):
+            chosen = order[:k]
+            d, i = x.clone(), baseline.clone()
+            d[0, chosen] = baseline[0, chosen]
+            i[0, chosen] = x[0, chosen]
+            deleted.append(d)
+            inserted.append(i)
+        variants = torch.cat(deleted + inserted)
+        size = settings["internal_batch_size"]
+        with torch.no_grad():
+            outputs = torch.cat([f(variants[s : s + size]) for s in range(0, len(variants), size)])
+        outputs = outputs.double().cpu().numpy()
+        return FaithfulnessResult(
+            method=result.method,
+            order=order,
+            tokens=self.tokens,
+            deletion=outputs[: len(order) + 1],
+            insertion=outputs[len(order) + 1 :],
+            output_kind=settings["output"],
+        )

@@ -285,7 +285,9 @@ class FaithfulnessResult(Result):
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(figsize=(5.0, 3.0))
-        axes.plot(self.fractions, self.deletion, "o-", label=f"deletion (AUC {self.deletion_auc:.3g})")
+        axes.plot(
+            self.fractions, self.deletion, "o-", label=f"deletion (AUC {self.deletion_auc:.3g})"
+        )
         axes.plot(
             self.fractions, self.insertion, "s-", label=f"insertion (AUC {self.insertion_auc:.3g})"
         )
@@ -342,9 +344,7 @@ class ComparisonResult(Result):
 
         ran = self._ran()
         columns = [f"{i}:{token}" for i, token in enumerate(self.tokens)]
-        return pd.DataFrame(
-            [r.normalized for r in ran.values()], index=list(ran), columns=columns
-        )
+        return pd.DataFrame([r.normalized for r in ran.values()], index=list(ran), columns=columns)
 
     def to_html(self) -> str:
         ran = self._ran()
@@ -373,10 +373,16 @@ class ComparisonResult(Result):
         for r in range(matrix.shape[0]):
             for c in range(matrix.shape[1]):
                 _, color = _diverging(matrix[r, c])
-                axes.text(c, r, f"{matrix[r, c]:+.2f}", ha="center", va="center", fontsize=7,
-                          color=color)
-        axes.set_xticks(range(len(self.tokens)), [visible(t) for t in self.tokens],
-                        rotation=45, ha="right", fontsize=8)
+                axes.text(
+                    c, r, f"{matrix[r, c]:+.2f}", ha="center", va="center", fontsize=7, color=color
+                )
+        axes.set_xticks(
+            range(len(self.tokens)),
+            [visible(t) for t in self.tokens],
+            rotation=45,
+            ha="right",
+            fontsize=8,
+        )
         axes.set_yticks(range(len(ran)), list(ran), fontsize=8)
         axes.set_title("normalized attribution by method", fontsize=9)
         figure.tight_layout()
@@ -409,8 +415,6 @@ def token_scores(spec, per_feature: torch.Tensor) -> torch.Tensor:
     if spec.signal == "gradient":
         return per_feature.abs().sum(-1)
     return per_feature.sum(-1)
-
-
 
 
 def _check_int(value, name: str, low: int, high: int | None = None) -> int:
@@ -665,8 +669,9 @@ class AttributionsExplainer:
         n_steps = _check_int(n_steps, "n_steps", 1, 10_000)
         internal_batch_size = _check_int(internal_batch_size, "internal_batch_size", 1, 4096)
         if n_samples is not None:
-            n_samples = _check_int(n_samples, "n_samples", 2 if spec.name == "deeplift_shap" else 1,
-                                   100_000)
+            n_samples = _check_int(
+                n_samples, "n_samples", 2 if spec.name == "deeplift_shap" else 1, 100_000
+            )
         window = _check_int(window, "window", 1, len(self.ids))
         seed = _check_int(seed, "seed", 0, 2**32 - 1)
         return {

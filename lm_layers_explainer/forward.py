@@ -19,7 +19,6 @@ import torch
 
 from .models import LoadedModel
 
-
 READS_IN_PLACE = ("masked", "encoder", "classifier")
 """Kinds whose hidden state at a position describes that position itself (bidirectional
 encoders); the others (causal, seq2seq decoders) predict the next token from it."""

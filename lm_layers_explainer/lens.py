@@ -22,7 +22,8 @@ def require_head(lm: LoadedModel, explainer: str) -> None:
         raise ValueError(
             f"model must have a language-model head for {explainer}; {lm.name} is a plain "
             f"{lm.kind} (no unembedding). Use a causal, masked or seq2seq LM; activations "
-            "and the attention views work on encoders"
+            "and the attention views work on encoders and classifiers too, and attributions "
+            "on classifiers"
         )
 
 

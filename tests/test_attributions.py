@@ -134,8 +134,9 @@ def test_saliency_and_input_x_gradient_equal_a_gradient_taken_by_hand():
     saliency = explainer(method="saliency", target=target).scores
     np.testing.assert_allclose(saliency, gradient[0].abs().sum(-1).numpy(), rtol=1e-5, atol=1e-9)
     ixg = explainer(method="input_x_gradient", target=target).scores
-    np.testing.assert_allclose(ixg, (x * gradient)[0].sum(-1).detach().numpy(), rtol=1e-5,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        ixg, (x * gradient)[0].sum(-1).detach().numpy(), rtol=1e-5, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("kind", ["causal", "masked", "classifier"])
@@ -179,7 +180,9 @@ def test_kept_tokens_score_zero_under_baseline_methods():
     explainer = Attributions("tiny-bert", MASKED_TEXT)
     kept = ~explainer.attributable
     assert [t for t, k in zip(explainer.tokens, kept, strict=True) if k] == [
-        "[CLS]", "[MASK]", "[SEP]"
+        "[CLS]",
+        "[MASK]",
+        "[SEP]",
     ]
     for name in ("integrated_gradients", "feature_ablation", "shapley_value_sampling"):
         a = explainer(method=name, n_samples=5, n_steps=10)
@@ -221,7 +224,7 @@ def test_deeplift_rules_make_the_rescale_rule_conserve_on_gelu():
             )
     assert abs(float(ruled)) < 1e-5
     assert abs(float(plain)) > 100 * abs(float(ruled))  # captum alone: plain gradients
-    assert deep_lift.SUPPORTED_NON_LINEAR == before  # captum's table is restored
+    assert before == deep_lift.SUPPORTED_NON_LINEAR  # captum's table is restored
 
 
 def test_deeplift_on_a_transformer_is_not_input_x_gradient_and_reports_its_gap():
@@ -306,8 +309,10 @@ def test_deletion_replaces_the_top_tokens_like_feeding_the_pad_token():
         assert faith.deletion[k] == pytest.approx(float(expected), abs=1e-6)
     n = len(faith.order)
     by_hand = np.mean(
-        [faith.deletion[0] - faith.deletion[min(n, max(1, round(b * n)))]
-         for b in (0.01, 0.05, 0.1, 0.2, 0.5)]
+        [
+            faith.deletion[0] - faith.deletion[min(n, max(1, round(b * n)))]
+            for b in (0.01, 0.05, 0.1, 0.2, 0.5)
+        ]
     )
     assert faith.comprehensiveness == pytest.approx(by_hand)
     assert faith.to_frame()["token"].tolist()[1:] == [explainer.tokens[i] for i in faith.order]

@@ -183,8 +183,17 @@ def test_bad_arguments_get_clear_errors(call, error, message):
         call()
 
 
-def test_kinds_are_the_four_documented():
-    assert KINDS == ("causal", "masked", "encoder", "seq2seq")
+def test_a_sequence_classifier_is_its_own_kind_without_a_vocabulary_head():
+    assert "classifier" in KINDS
+    lm = load_model("tiny-bert", kind="classifier")
+    assert type(lm.model).__name__ == "BertForSequenceClassification"
+    assert lm.kind == "classifier" and lm.unembedding is None and lm.n_layers == 2
+    rewrapped = load_model((lm.model, lm.tokenizer))  # the kind is read from the class
+    assert rewrapped.kind == "classifier"
+    from lm_layers_explainer import lm_layers_explainer
+
+    with pytest.raises(ValueError, match="language-model head"):
+        lm_layers_explainer["predictions"](lm, "a b")
 
 
 def test_cache_dir_honours_xdg_and_explicit_setting(monkeypatch, tmp_path):

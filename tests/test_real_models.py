@@ -111,3 +111,19 @@ def test_smollm2_rankings_of_are_versus_is_at_every_layer():
     assert watched.ranks[-1, 0] > 1
     frame = watched.to_frame()
     assert set(frame["layer"]) == set(range(30)) and set(frame["token"]) == {" is", " are"}
+
+
+def test_smollm2_integrated_gradients_explain_paris_completely():
+    """IG on the real model: " Paris" is the default target, and with enough steps the
+    scores add up to f(x) - f(x') (completeness); the Eiffel Tower matters most."""
+    from lm_layers_explainer import lm_layers_explainer
+
+    attributions = lm_layers_explainer["attributions"](
+        "SmolLM2-135M-Instruct", "The Eiffel Tower stands in the city of"
+    )
+    result = attributions(method="integrated_gradients", n_steps=100)
+    assert result.target_text == " Paris"
+    assert abs(result.delta) < 0.01 * (result.output - result.baseline_output)
+    assert abs(result.scores.sum() - (result.output - result.baseline_output)) < 0.01
+    top = [result.tokens[i] for i in result.top(3)]
+    assert {" E", "iffel", " Tower"} & set(top), top  # a piece of "Eiffel Tower" is among them

@@ -91,13 +91,15 @@ def test_top_prediction_is_the_default_target():
 
 
 @pytest.mark.parametrize("kind", ["causal", "masked", "classifier"])
-def test_every_runnable_method_gives_one_finite_score_per_token(kind):
+def test_every_runnable_method_gives_one_finite_repeatable_score_per_token(kind):
     explainer = explainers()[kind]
     for name in RUNNABLE:
         if METHODS[name].refuse(explainer.model):
             continue
-        a = explainer(method=name, n_samples=20 if name in SAMPLED else None, n_steps=8)
+        options = {"n_samples": 20 if name in SAMPLED else None, "n_steps": 8}
+        a = explainer(method=name, **options)
         assert a.scores.shape == (len(explainer.tokens),), name
+        np.testing.assert_array_equal(a.scores, explainer(method=name, **options).scores)
         assert np.isfinite(a.scores).all(), name
         frame = a.to_frame()
         assert list(frame.columns) == ["position", "token", "token_id", "attribution", "normalized"]

@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests` (unit tests + nbval on every book page), `nox -s book` (HTML book),
-`nox -s browser` (attention views in headless Chromium), `nox -s lint`, `nox -s bench`,
+`nox -s browser` (the built book in headless Chromium), `nox -s lint`, `nox -s bench`,
 `nox -s refresh` (re-record the nbval references).
 
 Every session installs what it needs into its own virtualenv: torch pinned to the CPU wheel
@@ -61,7 +61,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def browser(session: nox.Session) -> None:
-    """The attention views in headless Chromium with the network refused (tests/browser)."""
+    """Every page of the built book, and the views with hostile text, in headless Chromium
+    with all network but a local file server refused (tests/browser)."""
     import os
     import shutil
 
@@ -77,8 +78,9 @@ def browser(session: nox.Session) -> None:
                 "needs Debian's chromium and chromium-driver on PATH "
                 "(as root this session installs them with apt-get)"
             )
-    install(session, "test")
+    install(session, "test", "book")
     session.install("selenium>=4.20")
+    build_book(session)  # after `nox -s book`, pages come from the execution cache
     session.env["LMLE_BROWSER_REQUIRED"] = "1"
     session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs)
 
@@ -87,6 +89,12 @@ def browser(session: nox.Session) -> None:
 def book(session: nox.Session) -> None:
     """Build the HTML book into book/_build/html (warnings are errors), then check its links."""
     install(session, "book")
+    build_book(session)
+
+
+def build_book(session: nox.Session) -> None:
+    """mermaid and MathJax from npm into book/_vendor, the -W build, the offline checks."""
+    session.run("python", "tools/fetch_js.py")
     session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
     session.run("python", "tools/check_built_book.py", "book/_build/html")
 

@@ -1,7 +1,9 @@
 """Checks on the built HTML book that Sphinx does not make (run by `nox -s book`).
 
 - every mermaid `click` link in every page resolves to an existing page and element id;
-- every citation rendered as a link points to an existing bibliography entry.
+- every citation rendered as a link points to an existing bibliography entry;
+- no page loads a script, stylesheet or module from another host (the book reads offline),
+  and none names thebe's CDN (see book/_ext/offline_book.py).
 
     python tools/check_built_book.py book/_build/html
 """
@@ -14,6 +16,25 @@ import sys
 from pathlib import Path
 
 
+# <script src=...>, <link href=...> (stylesheets, icons, preloads) and ES module imports.
+_LOADS = re.compile(
+    r'<script[^>]*\ssrc="([^"]+)"|<link[^>]*\shref="([^"]+)"|\bimport\b[^;"\']*["\']([^"\']+)["\']'
+)
+
+
+def remote_loads(text: str) -> list[str]:
+    """URLs on another host that a page's own markup loads (not its hyperlinks)."""
+    found = []
+    for match in _LOADS.finditer(text):
+        tag = match.group(0)
+        url = next(group for group in match.groups() if group)
+        if tag.startswith("<link") and re.search(r'rel="(canonical|alternate)"', tag):
+            continue
+        if re.match(r"(https?:)?//", url):
+            found.append(url)
+    return found
+
+
 def ids_in(page: Path) -> set[str]:
     return set(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
 
@@ -24,6 +45,10 @@ def check(root: Path) -> list[str]:
     mermaid_pages = clicks = citations = 0
     for page in pages:
         text = page.read_text(encoding="utf-8")
+        for url in remote_loads(text):
+            problems.append(f"{page.name}: loads {url} from another host")
+        if "THEBE_JS_URL" in text:
+            problems.append(f"{page.name}: carries thebe's CDN script")
         blocks = re.findall(r'<pre[^>]*class="mermaid"[^>]*>(.*?)</pre>', text, flags=re.S)
         mermaid_pages += bool(blocks)
         for block in blocks:

@@ -15,7 +15,6 @@ import re
 import sys
 from pathlib import Path
 
-
 # <script src=...>, <link href=...> (stylesheets, icons, preloads) and ES module imports.
 _LOADS = re.compile(
     r'<script[^>]*\ssrc="([^"]+)"|<link[^>]*\shref="([^"]+)"|\bimport\b[^;"\']*["\']([^"\']+)["\']'

@@ -41,5 +41,3 @@ def browser():
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
     driver.quit()
-
-

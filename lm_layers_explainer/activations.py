@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -180,13 +181,18 @@ class ActivationsExplainer:
         encoder = lm.kind == "seq2seq"
         blocks = lm.encoder_layers if encoder else lm.layers
         self.n_layers = len(blocks)
-        downs = [feed_forward_down(block) for block in blocks]
-        _, captured = run(self.sequence, downs, inputs=True, encoder=encoder)
-        # (layers, tokens, neurons), float32 on the CPU
-        self.activations = np.stack([a.float().cpu().numpy() for a in captured])
+        self._downs = [feed_forward_down(block) for block in blocks]
         self.tokens = self.sequence.encoder_tokens if encoder else self.sequence.tokens
         self.token_ids = self.sequence.encoder_ids if encoder else self.sequence.ids
         self.spaced = spaced_tokens(lm, self.sequence.text, self.tokens)
+
+    @cached_property
+    def activations(self) -> np.ndarray:
+        """(layers, tokens, neurons), float32 on the CPU: captured by one hooked forward
+        pass, on first use (so that bad arguments are refused before it runs)."""
+        encoder = self.model.kind == "seq2seq"
+        _, captured = run(self.sequence, self._downs, inputs=True, encoder=encoder)
+        return np.stack([a.float().cpu().numpy() for a in captured])
 
     def explore(self, n_components: int = 8, from_layer=None, to_layer=None):
         """ecco's interactive explorer of the factors (needs the internet: it loads its

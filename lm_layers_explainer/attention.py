@@ -347,6 +347,12 @@ def _layer_and_head_counts(lm: LoadedModel) -> tuple[int, int]:
     heads = getattr(config, "num_attention_heads", None) or getattr(
         config, "encoder_attention_heads", None
     )
+    if not heads:
+        raise ValueError(
+            f"model must have attention heads for the attention views; {lm.name} "
+            f"({type(lm.model).__name__}) has none in its config, so it gives no attention "
+            "weights to show"
+        )
     return lm.n_layers, int(heads)
 
 

@@ -115,6 +115,7 @@ def load_model(
     device: str | torch.device | None = None,
     torch_dtype: str | torch.dtype | None = None,
     device_map: str | dict | None = None,
+    allow_pickle: bool = False,
 ) -> LoadedModel:
     """Load a model for the explainers, or wrap one already loaded.
 
@@ -130,6 +131,10 @@ def load_model(
     the model class (``classifier``: a sequence classifier, ``...ForSequenceClassification``);
     by default it is read from the model's config. ``device``, ``torch_dtype`` and
     ``device_map`` are passed to transformers (``device_map`` needs accelerate).
+
+    Loading is safe by default: remote code in a checkpoint is never run, and weights are
+    read only from safetensors files. Pickled ``.bin`` weights can run code when unpickled;
+    ``allow_pickle=True`` accepts them, for checkpoints you trust.
     Loading the same spec again in one process returns the same object.
 
     >>> load_model("all-MiniLM-L6-v2").kind
@@ -141,6 +146,8 @@ def load_model(
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (or None to infer); got {kind!r}")
     if device is not None and device_map is not None:
         raise ValueError("pass either device or device_map, not both")
+    if not isinstance(allow_pickle, bool):
+        raise TypeError(f"allow_pickle must be True or False; got {allow_pickle!r}")
     if torch_dtype is not None and not isinstance(torch_dtype, (str, torch.dtype)):
         raise TypeError(f"torch_dtype must be a torch.dtype or a string; got {torch_dtype!r}")
 
@@ -158,7 +165,12 @@ def load_model(
     if not spec.strip():
         raise ValueError(f"spec must name a model; got an empty string. {catalog.offline_hint()}")
     options = {"device": device, "torch_dtype": torch_dtype, "device_map": device_map}
-    key = (catalog.canonical_name(spec) or _normalize_path(spec), kind, *map(str, options.values()))
+    key = (
+        catalog.canonical_name(spec) or _normalize_path(spec),
+        kind,
+        allow_pickle,
+        *map(str, options.values()),
+    )
     if key in _LOADED:
         return _LOADED[key]
 
@@ -167,7 +179,7 @@ def load_model(
         model, tokenizer = entry.load(kind=kind, **options)
         name, source = entry.name, f"catalog:{entry.name}"
     else:
-        model, tokenizer = from_pretrained(spec, kind=kind, **options)
+        model, tokenizer = from_pretrained(spec, kind=kind, allow_pickle=allow_pickle, **options)
         name, source = spec, spec
     loaded = _describe(model, tokenizer, kind, name=name, source=source)
     _LOADED[key] = loaded
@@ -181,17 +193,25 @@ def from_pretrained(
     device=None,
     torch_dtype=None,
     device_map=None,
+    allow_pickle: bool = False,
     **kwargs,
 ):
     """The real ``from_pretrained`` path for hub ids and local folders.
 
     Returns ``(model, tokenizer)`` with eager attention, in eval mode. Extra keyword
-    arguments go to the model's ``from_pretrained`` (for example ``gguf_file``).
+    arguments go to the model's ``from_pretrained`` (for example ``gguf_file``). Weights come
+    from safetensors (or GGUF) unless ``allow_pickle=True``; remote code never runs.
     """
     from transformers import AutoConfig, AutoTokenizer
 
     from . import catalog
 
+    if kwargs.get("trust_remote_code"):
+        raise ValueError(
+            "trust_remote_code is not supported: the explainers load only model classes that "
+            "transformers itself provides"
+        )
+    kwargs.pop("trust_remote_code", None)
     is_folder = os.path.isdir(os.path.expanduser(spec))
     if not is_folder and spec.startswith((".", "/", "~")):
         raise ModelNotAvailableError(
@@ -221,11 +241,22 @@ def from_pretrained(
     kind = kind or kind_from_config(config)
     model_class = _auto_class(kind)
     load_kwargs = dict(kwargs, attn_implementation="eager")
+    if not allow_pickle and "gguf_file" not in kwargs:
+        load_kwargs["use_safetensors"] = True
     if torch_dtype is not None:
         load_kwargs["dtype"] = torch_dtype
     if device_map is not None:
         load_kwargs["device_map"] = device_map
-    model = model_class.from_pretrained(path, config=config, **load_kwargs)
+    try:
+        model = model_class.from_pretrained(path, config=config, **load_kwargs)
+    except OSError as error:
+        if not allow_pickle and "safetensors" in str(error).lower():
+            raise ModelNotAvailableError(
+                f"{spec!r} has no safetensors weights, only pickled ones (.bin), which can run "
+                "code when loaded. Pass allow_pickle=True to load_model if you trust this "
+                f"checkpoint. ({error})"
+            ) from error
+        raise
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer

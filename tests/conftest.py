@@ -14,3 +14,45 @@ def _fresh_model_cache():
     clear_model_cache()
     yield
     clear_model_cache()
+
+
+HOSTILE_TEXTS = [
+    "<script>alert(1)</script> the cat",
+    '"><img src=x onerror=alert(1)> the cat',
+    "{{7*7}} the cat",
+]
+"""Texts that must only ever appear as text in every explainer's HTML."""
+
+
+def every_explainer_result(text: str) -> dict:
+    """One result of every entry point for ``text``, on the tiny models: name -> result."""
+    from lm_layers_explainer import lm_layers_explainer, load_model
+
+    explain = lm_layers_explainer
+    gpt2, bert = load_model("tiny-gpt2"), load_model("tiny-bert")
+    rankings = explain["rankings"](gpt2)(text, generate=1)
+    return {
+        "tokens": explain["tokens"](gpt2)(text),
+        "activations": explain["activations"](gpt2, text)(n_components=2),
+        "predictions": explain["predictions"](gpt2, text)(position=2, topk=3),
+        "rankings": rankings.rankings(),
+        "rankings_watch": rankings.rankings_watch(watch=[" cat"], position=2),
+        "attention_head_view": explain["attention_head_view"](gpt2)(text),
+        "attention_model_view": explain["attention_model_view"](bert)(text, "a dog"),
+        "attention_neuron_view": explain["attention_neuron_view"](gpt2)(text),
+        "attributions": explain["attributions"](gpt2, text)(method="feature_ablation"),
+        "attributions_compare": explain["attributions"](gpt2, text).compare(
+            ["saliency", "lime"], n_samples=5
+        ),
+    }
+
+
+@pytest.fixture
+def explain_everything():
+    """``explain_everything(text)``: every entry point's result for a text (tiny models)."""
+    return every_explainer_result
+
+
+@pytest.fixture
+def hostile_texts():
+    return list(HOSTILE_TEXTS)

@@ -41,3 +41,38 @@ def test_two_views_on_one_page_both_draw_offline(browser, tmp_path):
         browser.switch_to.alert.text  # noqa: B018
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_every_explainer_shows_hostile_text_without_running_it(
+    browser, tmp_path, explain_everything, hostile_texts
+):
+    """All entry points' HTML, for texts that try to run script: no alert, no error, and
+    the hostile text is on the page as text."""
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    browser.get_log("browser")
+    for index, text in enumerate(hostile_texts):
+        results = explain_everything(text)
+        page = tmp_path / f"hostile{index}.html"
+        body = "".join(
+            f"<section id='{name}'>{r._repr_html_()}</section>" for name, r in results.items()
+        )
+        page.write_text(f"<!DOCTYPE html><html><body>{body}</body></html>", encoding="utf-8")
+        browser.get(page.as_uri())
+        time.sleep(2)
+        with pytest.raises(NoAlertPresentException):
+            browser.switch_to.alert.text  # noqa: B018
+        shown = (
+            browser.find_element(By.ID, "tokens").text
+            + browser.find_element(By.ID, "attributions").text
+        )
+        assert "alert" in shown or "{" in shown, shown
+        assert (
+            browser.execute_script(
+                "return document.querySelectorAll('body img:not([src^=\"data:\"])').length"
+            )
+            == 0
+        )
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, (text, errors)

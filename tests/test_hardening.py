@@ -1,0 +1,239 @@
+"""Hardening across every entry point: bad inputs, hostile text in HTML, safe loading."""
+
+import html
+import os
+from html.parser import HTMLParser
+
+import pytest
+import torch
+
+from lm_layers_explainer import ModelNotAvailableError, lm_layers_explainer, load_model
+from lm_layers_explainer.registry import ENTRY_POINTS
+
+E = lm_layers_explainer
+LONG = "word " * 100  # the tiny models take 64 positions
+
+
+def mamba():
+    """A causal LM without attention (a state-space model): it has no weights to show."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    tokenizer = load_model("tiny-gpt2").tokenizer
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        config = MambaConfig(
+            vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, state_size=4
+        )
+        model = MambaForCausalLM(config).eval()
+    return load_model((model, tokenizer))
+
+
+def encoder():
+    return load_model("tiny-bert", kind="encoder")
+
+
+# (entry point, call, error, message naming the parameter and what is valid)
+CASES = [
+    ("tokens", lambda: E["tokens"]("tiny-gpt2")(42), TypeError, "text must be a string"),
+    ("tokens", lambda: E["tokens"]("tiny-gpt2")(" \n "), ValueError, "text must contain"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "")(), ValueError, "text must"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", ["a"])(), TypeError,
+     "text must be a string"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(n_components=0),
+     ValueError, r"n_components must be in 1\.\.2"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(n_components=3),
+     ValueError, r"n_components must be in 1\.\.2"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(1, from_layer=2),
+     ValueError, r"from_layer must be in 0\.\.1"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(
+        n_components=1, from_layer=1, to_layer=1), ValueError, r"to_layer must be in 2\.\.2"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=0),
+     ValueError, "position must be in 1 or more"),
+    ("predictions", lambda: E["predictions"]("tiny-bert", "the cat")(position=4),
+     ValueError, r"position must be in 0\.\.3; got 4"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position="2"),
+     TypeError, "position must be an int"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, layer=2),
+     ValueError, r"layer must be in 0\.\.1"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, layer=-1),
+     ValueError, r"layer must be in 0\.\.1"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, topk=0),
+     ValueError, r"topk must be an int in 1\.\."),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, topk=10**6),
+     ValueError, r"topk must be an int in 1\.\."),
+    ("predictions", lambda: E["predictions"](encoder(), "a b"), ValueError,
+     "model must have a language-model head"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", LONG), ValueError, "context of 64"),
+    ("rankings", lambda: E["rankings"]("tiny-bert")("the cat", generate=1), ValueError,
+     "generate must be 0 for a masked model"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=-1), ValueError,
+     "generate must be an int >= 0"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
+        watch=["cabinetry drawers"], position=2), ValueError, "not a single token"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
+        watch=[10**7], position=2), ValueError, r"watch token id must be in 0\.\."),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
+        watch=[" cat"], position=9), ValueError, r"position must be in 1\.\.2"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")("The cat", layer=2),
+     ValueError, r"layer must be in 0\.\.1"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")("The cat", heads=[2]),
+     ValueError, r"heads must be in 0\.\.1"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")("  "), ValueError,
+     "text must contain"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")(LONG), ValueError,
+     "context of 64"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-bart")("a b"), ValueError,
+     "sentence_b is required for a seq2seq model"),
+    ("attention_head_view", lambda: E["attention_head_view"](mamba())("The cat"), ValueError,
+     "model must have attention heads"),
+    ("attention_model_view", lambda: E["attention_model_view"]("tiny-bert")(
+        "the cat", include_layers=[]), ValueError, "include_layers must list at least one"),
+    ("attention_model_view", lambda: E["attention_model_view"]("tiny-bert")(
+        "the cat", include_heads=[5]), ValueError, r"include_heads must be in 0\.\.1"),
+    ("attention_neuron_view", lambda: E["attention_neuron_view"]("tiny-bart"), ValueError,
+     "model must be of a family the neuron view knows"),
+    ("attention_neuron_view", lambda: E["attention_neuron_view"](mamba()), ValueError,
+     "model must be of a family the neuron view knows"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(method="smoothgrad"),
+     ValueError, "method must be one of saliency, "),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(n_steps=0),
+     ValueError, r"n_steps must be in 1\.\.10000"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(target=" big dogs"),
+     ValueError, "target must be one token"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(baseline="mask"),
+     ValueError, "baseline='mask' needs a mask token"),
+    ("attributions", lambda: E["attributions"]("tiny-bert", "the cat"), ValueError,
+     r"text must contain exactly one \[MASK\]"),
+    ("attributions", lambda: E["attributions"]("tiny-bart", "a b"), ValueError,
+     "model must be a causal LM, a masked LM or a sequence classifier"),
+    ("load_model", lambda: load_model("no-such-model-anywhere"), ModelNotAvailableError,
+     "could not load 'no-such-model-anywhere'.*Models that load offline: SmolLM2"),
+    ("load_model", lambda: load_model(42), TypeError, "spec must be a catalog name"),
+    ("load_model", lambda: load_model("tiny-gpt2", kind="decoder"), ValueError,
+     "kind must be one of causal, masked, encoder, seq2seq, classifier"),
+    ("load_model", lambda: load_model("tiny-gpt2", allow_pickle="yes"), TypeError,
+     "allow_pickle must be True or False"),
+    ("load_model", lambda: load_model("./no/such/folder"), ModelNotAvailableError,
+     "looks like a folder, but there is no such folder"),
+]  # fmt: skip
+
+
+def test_the_table_covers_every_entry_point_with_enough_cases():
+    covered = {name for name, *_ in CASES}
+    assert set(ENTRY_POINTS) <= covered
+    assert len(CASES) >= 30
+
+
+@pytest.fixture
+def no_model_runs(monkeypatch):
+    """Any forward pass or generation of a transformers model fails the test."""
+    from transformers import GenerationMixin, PreTrainedModel
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError(f"{type(self).__name__} ran before the arguments were checked")
+
+    monkeypatch.setattr(PreTrainedModel, "__call__", forbidden)
+    monkeypatch.setattr(GenerationMixin, "generate", forbidden)
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "call", "error", "message"),
+    CASES,
+    ids=[f"{case[0]}-{index}" for index, case in enumerate(CASES)],
+)
+def test_bad_input_gets_a_clear_error_before_any_model_work(
+    no_model_runs, entry_point, call, error, message
+):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+class _Document(HTMLParser):
+    """Elements, attributes and text of an HTML document; iframe srcdoc parsed as well."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements, self.text, self.frames = [], [], []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.elements.append((tag, attrs))
+        self._in_script = tag == "script"
+        if tag == "iframe" and "srcdoc" in attrs:
+            self.frames.append(attrs["srcdoc"])  # HTMLParser has unescaped the attribute
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if not self._in_script:
+            self.text.append(data)
+
+
+def _parse(markup: str) -> list[_Document]:
+    documents, pending = [], [markup]
+    while pending:
+        document = _Document()
+        document.feed(pending.pop())
+        documents.append(document)
+        pending.extend(document.frames)
+    return documents
+
+
+def test_hostile_text_is_only_ever_text_in_every_explainers_html(explain_everything, hostile_texts):
+    for text in hostile_texts:
+        results = explain_everything(text)
+        assert set(ENTRY_POINTS) <= set(results)
+        for name, result in results.items():
+            documents = _parse(result._repr_html_())
+            for document in documents:
+                for tag, attrs in document.elements:
+                    if tag == "img":  # only inline pictures (the activations' factor curves)
+                        assert attrs.get("src", "").startswith("data:image/png;base64,"), name
+                    assert not any(key.startswith("on") for key in attrs), (name, tag, attrs)
+                    if tag == "script":  # only our own inline scripts, nothing loaded
+                        assert "src" not in attrs, (name, attrs)
+            # the outer document never carries a script: views live in sandboxed frames
+            assert "script" not in [tag for tag, _ in documents[0].elements], name
+            shown = html.unescape(result._repr_html_())
+            assert "{{7*7}}" not in text or "49 the" not in shown, name
+
+
+def test_hostile_text_survives_as_escaped_text(explain_everything):
+    results = explain_everything("<script>alert(1)</script> the cat")
+    for name in ("tokens", "activations", "predictions", "attributions"):
+        markup = results[name]._repr_html_()
+        assert "&lt;" in markup and "<script>alert" not in markup, name
+
+
+# --------------------------------------------------------------------------- safe loading
+
+
+def _pickled_checkpoint(folder):
+    lm = load_model("tiny-gpt2")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    os.remove(folder / "model.safetensors")
+    torch.save(lm.model.state_dict(), folder / "pytorch_model.bin")
+    return lm
+
+
+def test_pickled_weights_load_only_when_allowed(tmp_path):
+    original = _pickled_checkpoint(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match="allow_pickle=True"):
+        load_model(tmp_path)
+    loaded = load_model(tmp_path, allow_pickle=True)
+    assert torch.equal(loaded.model.transformer.wte.weight, original.model.transformer.wte.weight)
+
+
+def test_remote_code_is_never_trusted(tmp_path):
+    from lm_layers_explainer.models import from_pretrained
+
+    load_model("tiny-gpt2").model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="trust_remote_code is not supported"):
+        from_pretrained(str(tmp_path), trust_remote_code=True)

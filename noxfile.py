@@ -93,10 +93,30 @@ def book(session: nox.Session) -> None:
 
 
 def build_book(session: nox.Session) -> None:
-    """mermaid and MathJax from npm into book/_vendor, the -W build, the offline checks."""
+    """mermaid and MathJax from npm into book/_vendor, the -W build, then the checks: no
+    remote loads, links land, and every output the build computed equals its reference."""
+    forget_stale_executions()
     session.run("python", "tools/fetch_js.py")
     session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
     session.run("python", "tools/check_built_book.py", "book/_build/html")
+    session.run("python", "tools/check_book_outputs.py", "book/_build/.jupyter_cache")
+
+
+def forget_stale_executions() -> None:
+    """jupyter-book's execution cache is keyed on a page's code only: after a change to the
+    package, a page would show outputs the package no longer gives. Drop the cache then."""
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted(Path("lm_layers_explainer").rglob("*.py")) + [Path("pyproject.toml")]:
+        digest.update(path.read_bytes())
+    stamp = Path("book/_build/.package-digest")
+    if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+        shutil.rmtree("book/_build/.jupyter_cache", ignore_errors=True)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest.hexdigest())
 
 
 @nox.session
@@ -109,9 +129,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print ratios against the bare libraries in the same run."""
-    install(session)
-    session.run("python", "benchmarks/bench_load.py", *session.posargs)
+    """Benchmarks that print ratios against the bare libraries in the same run.
+
+    `nox -s bench -- --quick` is the smoke run CI makes (MiniLM only, one repeat).
+    """
+    install(session, "book")  # jupyter-book: the full run times book builds
+    quick = "--quick" in session.posargs
+    session.run("python", "benchmarks/bench_explainers.py", *session.posargs)
+    session.run("python", "benchmarks/bench_load.py", "--repeats", "1" if quick else "5")
 
 
 @nox.session

@@ -1,0 +1,87 @@
+"""The outputs the book build computed equal the nbval references (run by `nox -s book`).
+
+    python tools/check_book_outputs.py book/_build/.jupyter_cache
+
+nbval already checks that running a page again reproduces its reference notebook. This
+checks the other execution that readers see: the one in the book build. Both compare text
+outputs (plain text, HTML, streams) after the replacements of tests/notebooks/sanitize.cfg,
+skip cells tagged ``nbval-ignore-output`` (run times) and, like nbval, do not compare images.
+Two clean builds therefore give identical checked outputs: each equals the references.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+from book_pages import REFERENCES, executable_pages, reference_for
+
+COMPARED = ("text/plain", "text/html", "application/json")
+
+
+def sanitizers(path: Path) -> list[tuple[re.Pattern, str]]:
+    """(regex, replacement) pairs from an nbval sanitize file."""
+    pairs, pattern = [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("regex:"):
+            pattern = re.compile(line.removeprefix("regex:").strip())
+        elif line.startswith("replace:") and pattern is not None:
+            pairs.append((pattern, line.removeprefix("replace:").strip()))
+            pattern = None
+    return pairs
+
+
+def texts(cell, rules) -> list[str]:
+    found = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            found.append(output.text)
+        elif "data" in output:
+            found.extend(str(output.data[k]) for k in COMPARED if k in output.data)
+    cleaned = []
+    for text in found:
+        for pattern, replacement in rules:
+            text = pattern.sub(replacement, text)
+        cleaned.append(text)
+    return cleaned
+
+
+def check(cache_dir: Path) -> list[str]:
+    """Compare each page's outputs in the build's execution cache with its reference."""
+    from jupyter_cache import get_cache
+
+    cache = get_cache(str(cache_dir))
+    rules = sanitizers(REFERENCES / "sanitize.cfg")
+    problems = []
+    for page in executable_pages():
+        name = page.name
+        try:
+            _, built = cache.merge_match_into_notebook(jupytext.read(page))
+        except KeyError:
+            problems.append(f"{name}: the build has no executed copy of this page")
+            continue
+        ours = [c for c in built.cells if c.cell_type == "code"]
+        theirs = [c for c in nbformat.read(reference_for(page), 4).cells if c.cell_type == "code"]
+        if len(ours) != len(theirs):
+            problems.append(f"{name}: {len(ours)} code cells, reference {len(theirs)}")
+            continue
+        for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            if "nbval-ignore-output" in b.get("metadata", {}).get("tags", []):
+                continue
+            if texts(a, rules) != texts(b, rules):
+                problems.append(f"{name}: code cell {index} differs from the reference")
+    return problems
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "book/_build/.jupyter_cache")
+    found = check(root)
+    for problem in found:
+        print("ERROR:", problem)
+    print(
+        f"compared the book build's outputs ({root}) with the references: {len(found)} difference(s)"
+    )
+    sys.exit(1 if found else 0)

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -237,8 +236,7 @@ def main() -> None:
         f"median of {repeats} run(s) after a first one; peak memory during the first one"
     )
     header = (
-        f"| model | explainer | ours (s) | bare (s) | time ratio | ours peak (MB) "
-        f"| bare peak (MB) |"
+        "| model | explainer | ours (s) | bare (s) | time ratio | ours peak (MB) | bare peak (MB) |"
     )
     print(header)
     print("|" + "---|" * 7)

@@ -81,7 +81,5 @@ if __name__ == "__main__":
     found = check(root)
     for problem in found:
         print("ERROR:", problem)
-    print(
-        f"compared the book build's outputs ({root}) with the references: {len(found)} difference(s)"
-    )
+    print(f"book build outputs ({root}) vs the references: {len(found)} difference(s)")
     sys.exit(1 if found else 0)

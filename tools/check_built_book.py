@@ -1,7 +1,8 @@
 """Checks on the built HTML book that Sphinx does not make (run by `nox -s book`).
 
 - every mermaid `click` link in every page resolves to an existing page and element id;
-- every citation rendered as a link points to an existing bibliography entry;
+- every internal link (citations, cross-references, navigation) lands on an existing page
+  and element id;
 - no page loads a script, stylesheet or module from another host (the book reads offline),
   and none names thebe's CDN (see book/_ext/offline_book.py).
 
@@ -41,7 +42,7 @@ def ids_in(page: Path) -> set[str]:
 def check(root: Path) -> list[str]:
     problems = []
     pages = sorted(p for p in root.rglob("*.html") if "_static" not in p.parts)
-    mermaid_pages = clicks = citations = 0
+    mermaid_pages = clicks = citations = links = 0
     for page in pages:
         text = page.read_text(encoding="utf-8")
         for url in remote_loads(text):
@@ -59,17 +60,28 @@ def check(root: Path) -> list[str]:
                     problems.append(f"{page.name}: node {node} links to missing page {url}")
                 elif anchor and anchor not in ids_in(target_page):
                     problems.append(f"{page.name}: node {node} links to missing id {url}")
-        for href in re.findall(r'<a class="reference internal" href="([^"]*#id\d+)"', text):
-            citations += 1
+        citations += len(re.findall(r'<a class="reference internal" href="[^"]*#id\d+"', text))
+        for href in re.findall(r'<a\s[^>]*?href="([^"]*)"', text):
+            href = html.unescape(href)
+            if not href or re.match(r"[a-z][a-z0-9+.-]*:|//", href):  # another site, mailto
+                continue
+            links += 1
             target, _, anchor = href.partition("#")
-            target_page = (page.parent / target) if target else page
-            if not target_page.exists() or anchor not in ids_in(target_page):
-                problems.append(f"{page.name}: citation link {href} does not resolve")
+            target_page = page.parent / target.split("?")[0] if target else page
+            if target_page.is_dir():
+                target_page = target_page / "index.html"
+            if not target_page.exists():
+                problems.append(f"{page.name}: link {href} to a missing file")
+            elif anchor and target_page.suffix == ".html" and anchor not in ids_in(target_page):
+                problems.append(f"{page.name}: link {href} to a missing anchor")
     if not (mermaid_pages and clicks):
         problems.append("no mermaid graph with links in the built book")
     if not citations:
         problems.append("no citation links in the built book")
-    print(f"{mermaid_pages} page(s) with mermaid, {clicks} node link(s), {citations} citation(s)")
+    print(
+        f"{mermaid_pages} page(s) with mermaid, {clicks} node link(s), {citations} citation(s), "
+        f"{links} internal link(s)"
+    )
     return problems
 
 

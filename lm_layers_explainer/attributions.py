@@ -749,8 +749,12 @@ class AttributionsExplainer:
                 if spec.name == "deeplift_shap"
                 else baseline
             )
-            output = float(f(x)[0])
             baseline_output = float(f(references).mean())
+        # f(x) from the logits the explainer keeps (one forward pass per explainer).
+        logits = self.logits()
+        output = float(
+            logits[index] if settings["output"] == "logit" else logits.softmax(-1)[index]
+        )
         return AttributionResult(
             method=spec.name,
             model_name=lm.name,

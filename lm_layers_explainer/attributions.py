@@ -28,6 +28,7 @@ leave them in place.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .forward import check_length, check_text, token_texts
+from .forward import check_length, check_text, token_id, token_texts
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 from .models import LoadedModel, load_model
 from .render import Result, escape, html_grid, progress, shade, visible
@@ -557,19 +558,7 @@ class AttributionsExplainer:
             else:
                 index = _check_int(target, "target", 0, len(labels) - 1)
             return index, labels[index]
-        if target is None:
-            index = int(self.logits().argmax())
-        elif isinstance(target, str):
-            ids = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                pieces = token_texts(lm.tokenizer, ids)
-                raise ValueError(
-                    f"target must be one token of {lm.name}'s vocabulary; {target!r} is "
-                    f"{len(ids)} tokens {pieces}. Give one of them, or a token id"
-                )
-            index = int(ids[0])
-        else:
-            index = _check_int(target, "target", 0, lm.vocab_size - 1)
+        index = int(self.logits().argmax()) if target is None else token_id(lm, target, "target")
         return index, lm.tokenizer.decode([index])
 
     # ----------------------------------------------------------------- running methods
@@ -620,6 +609,11 @@ class AttributionsExplainer:
 
         >>> attributions.compare(["saliency", "integrated_gradients"]).to_frame()
         """
+        unknown = sorted(set(options) - set(CALL_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"compare() got unknown options {unknown}; valid: {', '.join(CALL_OPTIONS)}"
+            )
         names = list(METHODS) if methods is None else methods
         if isinstance(names, str) or not names:
             raise ValueError(
@@ -629,7 +623,7 @@ class AttributionsExplainer:
         specs = [check_method(name) for name in names]
         if len({s.name for s in specs}) != len(specs):
             raise ValueError(f"methods must not repeat a name; got {names}")
-        checked = {s.name: self._settings(s, **options) for s in specs}
+        checked = {s.name: self._settings(s, **{**CALL_OPTIONS, **options}) for s in specs}
         index, text = self.resolve_target(target)
         results: dict[str, AttributionResult | str] = {}
         for spec in progress(specs, desc="attribution methods"):
@@ -644,18 +638,9 @@ class AttributionsExplainer:
         return ComparisonResult(tokens=self.tokens, results=results, faithful=faithfulness)
 
     def _settings(
-        self,
-        spec,
-        *,
-        output: str = "probability",
-        baseline: str = "zero",
-        n_steps: int = 50,
-        internal_batch_size: int = 32,
-        n_samples: int | None = None,
-        window: int = 1,
-        seed: int = 0,
+        self, spec, *, output, baseline, n_steps, internal_batch_size, n_samples, window, seed
     ) -> dict:
-        """Check every option before any model work."""
+        """Check every option before any model work (defaults: those of ``__call__``)."""
         tokenizer = self.model.tokenizer
         _check_choice(output, "output", OUTPUTS)
         _check_choice(baseline, "baseline", BASELINES)
@@ -801,3 +786,11 @@ class AttributionsExplainer:
             insertion=outputs[len(order) + 1 :],
             output_kind=settings["output"],
         )
+
+
+CALL_OPTIONS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(AttributionsExplainer.__call__).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+}
+"""The options of a single call, with their defaults; ``compare`` takes the same."""

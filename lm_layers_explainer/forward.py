@@ -55,6 +55,30 @@ def token_texts(tokenizer, ids) -> list[str]:
     return [tokenizer.decode([int(i)]) for i in ids]
 
 
+def token_id(lm: LoadedModel, token, name: str, id_name: str | None = None) -> int:
+    """The vocabulary id of ``token``: a text that is exactly one token, or an id.
+
+    ``name`` is the parameter named in errors (``id_name`` for an id out of range).
+    """
+    id_name = id_name or name
+    if isinstance(token, str):
+        if not token:
+            raise ValueError(f"{name} must be a non-empty token text or an int id; got ''")
+        ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(
+                f"{name} must be one token of {lm.name}'s vocabulary; {token!r} is not a single "
+                f"token: it splits into {token_texts(lm.tokenizer, ids)}. Give one of them, or "
+                "a token id"
+            )
+        return int(ids[0])
+    if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+        raise TypeError(f"{name} must be an int (a token id) or a token text; got {token!r}")
+    if not 0 <= int(token) < lm.vocab_size:
+        raise ValueError(f"{id_name} must be in 0..{lm.vocab_size - 1}; got {token}")
+    return int(token)
+
+
 def check_length(lm: LoadedModel, n_tokens: int, part: str | None = None) -> None:
     """Refuse a sequence longer than the model's context, before any model work."""
     limit = context_length(lm)

@@ -183,43 +183,35 @@ def _feature_ablation(q: Question):
     return attribution, None
 
 
+def _sampled_over_tokens(q: Question, method):
+    """Run a captum method that samples token subsets or orders (features: whole tokens)."""
+    attribution = method.attribute(
+        q.x,
+        baselines=q.baseline,
+        feature_mask=q.feature_mask,
+        n_samples=q.n_samples,
+        perturbations_per_eval=q.internal_batch_size,
+    )
+    return attribution, None
+
+
 def _lime(q: Question):
     from captum._utils.models.linear_model import SkLearnRidge
 
     # The reference LIME implementation fits a ridge regression (alpha=1) on the binary
     # "token kept" features; captum's default (Lasso, alpha=0.01) zeroes most tokens when the
     # explained output is a small probability.
-    lime = _captum("Lime")(q.f, interpretable_model=SkLearnRidge(alpha=1.0))
-    attribution = lime.attribute(
-        q.x,
-        baselines=q.baseline,
-        feature_mask=q.feature_mask,
-        n_samples=q.n_samples,
-        perturbations_per_eval=q.internal_batch_size,
+    return _sampled_over_tokens(
+        q, _captum("Lime")(q.f, interpretable_model=SkLearnRidge(alpha=1.0))
     )
-    return attribution, None
 
 
 def _kernel_shap(q: Question):
-    attribution = _captum("KernelShap")(q.f).attribute(
-        q.x,
-        baselines=q.baseline,
-        feature_mask=q.feature_mask,
-        n_samples=q.n_samples,
-        perturbations_per_eval=q.internal_batch_size,
-    )
-    return attribution, None
+    return _sampled_over_tokens(q, _captum("KernelShap")(q.f))
 
 
 def _shapley_value_sampling(q: Question):
-    attribution = _captum("ShapleyValueSampling")(q.f).attribute(
-        q.x,
-        baselines=q.baseline,
-        feature_mask=q.feature_mask,
-        n_samples=q.n_samples,
-        perturbations_per_eval=q.internal_batch_size,
-    )
-    return attribution, None
+    return _sampled_over_tokens(q, _captum("ShapleyValueSampling")(q.f))
 
 
 METHODS: dict[str, Method] = {

@@ -21,6 +21,7 @@ from .forward import (
     extend,
     position_range,
     predicted_from,
+    token_id,
     token_texts,
 )
 from .lens import LogitLens, ranks_of, require_head
@@ -170,7 +171,9 @@ class RankingsOutput(TokensResult):
     def rankings_watch(self, watch: list, position: int) -> RankingsResult:
         """Rank, at every layer, of each watched token (text or id) as the token at ``position``."""
         position = check_position(position, self.lm, self.sequence, allow_generation=False)
-        ids = [watch_id(self.lm, token) for token in _as_list(watch)]
+        ids = [
+            token_id(self.lm, token, "watch token", "watch token id") for token in _as_list(watch)
+        ]
         ranks = self._ranks([predicted_from(self.lm, position)], torch.tensor(ids)[None, :])
         return RankingsResult(
             self.lm.name,
@@ -197,26 +200,6 @@ def _as_list(watch) -> list:
     if not watch:
         raise ValueError("watch must name at least one token")
     return watch
-
-
-def watch_id(lm: LoadedModel, token) -> int:
-    """The vocabulary id of a watched token given as text (one token exactly) or as an id."""
-    if isinstance(token, bool):
-        raise TypeError(f"watch tokens must be strings or ints; got {token!r}")
-    if isinstance(token, (int, np.integer)):
-        if not 0 <= int(token) < lm.vocab_size:
-            raise ValueError(f"watch token id must be in 0..{lm.vocab_size - 1}; got {token}")
-        return int(token)
-    if not isinstance(token, str) or not token:
-        raise ValueError(f"watch tokens must be non-empty strings or ints; got {token!r}")
-    ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = token_texts(lm.tokenizer, ids)
-        raise ValueError(
-            f"watch token {token!r} is not a single token of the vocabulary: it splits into "
-            f"{pieces}. Watch one of those, or pass a token id"
-        )
-    return int(ids[0])
 
 
 class RankingsExplainer:

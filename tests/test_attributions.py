@@ -406,6 +406,8 @@ def _gpt2():
         (lambda: _gpt2().compare([]), ValueError, "methods must be a non-empty list"),
         (lambda: _gpt2().compare(["lime", "lime"]), ValueError, "must not repeat"),
         (lambda: _gpt2().compare(["saliency", "gradcam"]), ValueError, "method must be one of"),
+        (lambda: _gpt2().compare(["lime"], n_sample=5), TypeError,
+         r"unknown options \['n_sample'\]; valid: output, baseline, n_steps"),
     ],
 )  # fmt: skip
 def test_bad_arguments_get_clear_errors(call, error, message):

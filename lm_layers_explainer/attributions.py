@@ -61,6 +61,15 @@ class ExplainedOutput(nn.Module):
         self.target = target
         self.output = output
         self.extra = extra  # token_type_ids for BERT-style pairs, (1, tokens)
+        # Project only the read position onto the vocabulary where the model allows it (as
+        # generate() does): the unembedding of every other position is a fifth of a small
+        # model's forward and backward pass, thrown away.
+        self.keep = (
+            torch.tensor([read_at], device=lm.device)
+            if read_at is not None
+            and "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+            else None
+        )
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The model's logits where the answer is read: (batch, vocabulary or classes)."""
@@ -68,15 +77,24 @@ class ExplainedOutput(nn.Module):
         options = {k: v.expand(batch, -1) for k, v in self.extra.items()}
         if self.kind == "causal":
             options["use_cache"] = False
+        if self.keep is not None:
+            options["logits_to_keep"] = self.keep
         mask = torch.ones((batch, length), dtype=torch.long, device=embeddings.device)
         logits = self.model(inputs_embeds=embeddings, attention_mask=mask, **options).logits
-        return logits if self.read_at is None else logits[:, self.read_at]
+        if self.read_at is None:
+            return logits
+        return logits[:, 0] if self.keep is not None else logits[:, self.read_at]
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         logits = self.logits(embeddings)
         if self.output == "logit":
             return logits[:, self.target]
         return logits.softmax(-1)[:, self.target]
+
+
+def _read(logits: torch.Tensor, index: int, output: str) -> float:
+    """The explained output from one row of logits: the logit or the softmax probability."""
+    return float(logits[index] if output == "logit" else logits.softmax(-1)[index])
 
 
 # --------------------------------------------------------------------------- results
@@ -489,6 +507,7 @@ class AttributionsExplainer:
                 f"special tokens: {self.tokens}"
             )
         self._logits: torch.Tensor | None = None
+        self._baseline_logits: dict[str, torch.Tensor] = {}
 
     def _read_position(self) -> int | None:
         lm = self.model
@@ -531,10 +550,25 @@ class AttributionsExplainer:
     def logits(self) -> torch.Tensor:
         """The model's logits for what is explained (vocabulary or classes); one forward."""
         if self._logits is None:
-            f = ExplainedOutput(self.model, self.read_at, 0, "logit", self.extra)
-            with torch.no_grad():
-                self._logits = f.logits(self._embeddings())[0].float()
+            self._forward(None)
         return self._logits
+
+    def _forward(self, baseline: str | None) -> None:
+        """Keep the logits of the text and, for a ``baseline`` kind, of the baseline: one
+        forward pass (a batch of two) for whichever of them is not kept yet."""
+        x = self._embeddings()
+        rows = [] if self._logits is not None else [x]
+        if baseline is not None and baseline not in self._baseline_logits:
+            rows.append(self._baseline(x, baseline))
+        if not rows:
+            return
+        f = ExplainedOutput(self.model, self.read_at, 0, "logit", self.extra)
+        with torch.no_grad():
+            logits = f.logits(torch.cat(rows)).float()
+        if self._logits is None:
+            self._logits, logits = logits[0], logits[1:]
+        if len(logits):
+            self._baseline_logits[baseline] = logits[0]
 
     def _question_text(self) -> str:
         if self.model.kind == "causal":
@@ -600,6 +634,8 @@ class AttributionsExplainer:
         reason = spec.refuse(self.model)
         if reason:
             raise MethodNotApplicableError(reason)
+        if target is None:  # the top prediction: the same forward pass as f(x')
+            self._forward(settings["baseline"])
         index, text = self.resolve_target(target)
         return self._run(spec, index, text, settings)
 
@@ -624,6 +660,8 @@ class AttributionsExplainer:
         if len({s.name for s in specs}) != len(specs):
             raise ValueError(f"methods must not repeat a name; got {names}")
         checked = {s.name: self._settings(s, **{**CALL_OPTIONS, **options}) for s in specs}
+        if target is None:
+            self._forward(checked[specs[0].name]["baseline"])
         index, text = self.resolve_target(target)
         results: dict[str, AttributionResult | str] = {}
         for spec in progress(specs, desc="attribution methods"):
@@ -728,18 +766,18 @@ class AttributionsExplainer:
             attribution, delta = spec.run(question)
             seconds = time.perf_counter() - start
         scores = token_scores(spec, attribution.detach()[0].double()).cpu().numpy()
-        with torch.no_grad():
-            references = (
-                question.baseline_sampler(settings["n_samples"])
-                if spec.name == "deeplift_shap"
-                else baseline
+        # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
+        # explainer and baseline kind); deeplift_shap's x' are its random baselines.
+        self._forward(settings["baseline"])
+        output = _read(self.logits(), index, settings["output"])
+        if spec.name == "deeplift_shap":
+            with torch.no_grad():
+                references = question.baseline_sampler(settings["n_samples"])
+                baseline_output = float(f(references).mean())
+        else:
+            baseline_output = _read(
+                self._baseline_logits[settings["baseline"]], index, settings["output"]
             )
-            baseline_output = float(f(references).mean())
-        # f(x) from the logits the explainer keeps (one forward pass per explainer).
-        logits = self.logits()
-        output = float(
-            logits[index] if settings["output"] == "logit" else logits.softmax(-1)[index]
-        )
         return AttributionResult(
             method=spec.name,
             model_name=lm.name,

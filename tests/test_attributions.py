@@ -78,6 +78,19 @@ def test_explained_output_is_the_models_own_prediction():
     assert a.output == pytest.approx(float(probabilities[0]), abs=1e-6)
 
 
+def test_only_the_read_position_is_projected_where_the_model_allows_it():
+    """A causal LM gets logits_to_keep (the unembedding of one position, not all): the
+    same logits as the full forward pass; models without the option get the full pass."""
+    for kind, kept in [("causal", True), ("masked", False)]:
+        explainer = explainers()[kind]
+        f = ExplainedOutput(explainer.model, explainer.read_at, 0, "logit", explainer.extra)
+        assert (f.keep is not None) == kept
+        x = explainer._embeddings().repeat(3, 1, 1)
+        with torch.no_grad():
+            full = explainer.model.model(inputs_embeds=x).logits[:, explainer.read_at]
+            torch.testing.assert_close(f.logits(x), full, rtol=1e-5, atol=1e-6)
+
+
 def test_top_prediction_is_the_default_target():
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
     top = int(explainer.logits().argmax())
@@ -282,6 +295,29 @@ def test_captums_lrp_still_fails_on_a_transformer():
     f = ExplainedOutput(explainer.model, explainer.read_at, 3, "probability", {})
     with pytest.raises((TypeError, RuntimeError)):
         LRP(f).attribute(embeddings_with_grad(explainer))
+
+
+def test_output_and_baseline_output_for_each_baseline_kind_on_one_explainer():
+    """f(x) and f(x') are kept per explainer and baseline kind; each must still be the
+    model run by hand on the text and on the text with its ordinary tokens replaced."""
+    explainer = Attributions("tiny-bert", MASKED_TEXT)
+    lm = explainer.model
+    ids = torch.tensor([explainer.ids])
+    where = torch.tensor(explainer.attributable)
+    extra = {"token_type_ids": torch.zeros_like(ids)}
+    tokenizer = lm.tokenizer
+    replacement = {"zero": None, "pad": tokenizer.pad_token_id, "mask": tokenizer.mask_token_id}
+    with torch.no_grad():
+        real = lm.model(input_ids=ids, **extra).logits[0, explainer.read_at]
+    for kind in ["pad", "zero", "mask", "pad"]:
+        a = explainer(method="saliency", baseline=kind, output="logit")
+        with torch.no_grad():
+            embeddings = lm.embeddings(ids)
+            token = replacement[kind]
+            embeddings[0, where] = 0.0 if token is None else lm.embeddings.weight[token]
+            logits = lm.model(inputs_embeds=embeddings, **extra).logits[0, explainer.read_at]
+        assert a.output == pytest.approx(float(real[a.target]), abs=1e-5)
+        assert a.baseline_output == pytest.approx(float(logits[a.target]), abs=1e-5)
 
 
 # --------------------------------------------------------------------------- faithfulness

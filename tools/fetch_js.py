@@ -6,8 +6,9 @@ The built book then loads mermaid (diagrams) and MathJax (formulas) from its own
 folder instead of a CDN, so every page reads offline. (Not book/_static: jupyter-book adds
 every .js file found there to every page.) Each package is a pinned version
 whose tarball is checked against the registry's sha512 integrity, recorded here; nothing
-is committed to the repository. A tarball already downloaded is reused from
-``$XDG_CACHE_HOME/lm_layers_explainer/npm``.
+is committed to the repository. A tarball already downloaded is reused from the npm/
+folder of the project's cache (``lm_layers_explainer.catalog.cache_dir()``: by default
+``$XDG_CACHE_HOME/lm_layers_explainer``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import shutil
 import sys
 import tarfile
 import urllib.request
 from pathlib import Path
+
+from lm_layers_explainer.catalog import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "book" / "_vendor"  # html_static_path in _config.yml: served as _static/
@@ -44,26 +46,23 @@ PACKAGES = [
 ]
 
 
-def cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "lm_layers_explainer" / "npm"
-
-
 def tarball(name: str, version: str, integrity: str) -> bytes:
     """The package tarball, checked against its sha512 integrity."""
-    cached = cache_dir() / f"{name}-{version}.tgz"
-    if cached.exists():
-        data = cached.read_bytes()
-    else:
+    cached = cache_dir() / "npm" / f"{name}-{version}.tgz"
+    downloaded = not cached.exists()
+    if downloaded:
         url = f"{REGISTRY}/{name}/-/{name}-{version}.tgz"
         with urllib.request.urlopen(url, timeout=120) as response:
             data = response.read()
+    else:
+        data = cached.read_bytes()
     algorithm, expected = integrity.split("-", 1)
     actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
     if actual != expected:
         raise SystemExit(f"{name}@{version}: tarball integrity mismatch ({actual})")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(data)
+    if downloaded:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(data)
     return data
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .forward import check_length, check_text, token_id, token_texts
+from .forward import check_int, check_length, check_text, token_id, token_texts
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 from .models import LoadedModel, load_model
 from .render import Result, escape, html_grid, progress, shade, visible
@@ -436,16 +436,6 @@ def token_scores(spec, per_feature: torch.Tensor) -> torch.Tensor:
     return per_feature.sum(-1)
 
 
-def _check_int(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise TypeError(f"{name} must be an int {bound}; got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}; got {value}")
-    return int(value)
-
-
 def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -590,7 +580,7 @@ class AttributionsExplainer:
                     raise ValueError(f"target must be one of the labels {labels}; got {target!r}")
                 index = labels.index(target)
             else:
-                index = _check_int(target, "target", 0, len(labels) - 1)
+                index = check_int(target, "target", 0, len(labels) - 1)
             return index, labels[index]
         index = int(self.logits().argmax()) if target is None else token_id(lm, target, "target")
         return index, lm.tokenizer.decode([index])
@@ -689,14 +679,14 @@ class AttributionsExplainer:
                 f"baseline='mask' needs a mask token; {self.model.name} has none "
                 "(use 'zero' or 'pad')"
             )
-        n_steps = _check_int(n_steps, "n_steps", 1, 10_000)
-        internal_batch_size = _check_int(internal_batch_size, "internal_batch_size", 1, 4096)
+        n_steps = check_int(n_steps, "n_steps", 1, 10_000)
+        internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, 4096)
         if n_samples is not None:
-            n_samples = _check_int(
+            n_samples = check_int(
                 n_samples, "n_samples", 2 if spec.name == "deeplift_shap" else 1, 100_000
             )
-        window = _check_int(window, "window", 1, len(self.ids))
-        seed = _check_int(seed, "seed", 0, 2**32 - 1)
+        window = check_int(window, "window", 1, len(self.ids))
+        seed = check_int(seed, "seed", 0, 2**32 - 1)
         return {
             "output": output,
             "baseline": baseline,

@@ -90,13 +90,20 @@ def check_length(lm: LoadedModel, n_tokens: int, part: str | None = None) -> Non
         )
 
 
+def check_int(value, name: str, low: int, high: int | None = None) -> int:
+    """An int in ``low..high`` (``>= low`` without ``high``), or a clear TypeError or
+    ValueError naming the parameter and the range."""
+    bound = f"in {low}..{high}" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int {bound}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {bound}; got {value}")
+    return int(value)
+
+
 def check_index(value, size: int, name: str) -> int:
     """An int in ``0..size-1`` (a layer, a head), or a clear TypeError/ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int in 0..{size - 1}; got {value!r}")
-    if not 0 <= value < size:
-        raise ValueError(f"{name} must be in 0..{size - 1}; got {value}")
-    return int(value)
+    return check_int(value, name, 0, size - 1)
 
 
 def check_indices(values, size: int, name: str) -> list[int] | None:

@@ -39,7 +39,7 @@ from torch import nn
 from .forward import check_int, check_length, check_text, token_id, token_texts
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 from .models import LoadedModel, load_model
-from .render import Result, escape, html_grid, progress, shade, visible
+from .render import Result, escape, grid_figure, html_grid, progress, shade, visible
 
 OUTPUTS = ("probability", "logit")
 BASELINES = ("zero", "pad", "mask")
@@ -365,47 +365,25 @@ class ComparisonResult(Result):
         columns = [f"{i}:{token}" for i, token in enumerate(self.tokens)]
         return pd.DataFrame([r.normalized for r in ran.values()], index=list(ran), columns=columns)
 
-    def to_html(self) -> str:
+    def _grid(self) -> tuple:
+        """(title, token labels, method names, cell texts, colour values in [0, 1]) of the
+        normalized scores, for the HTML grid and its static twin."""
         ran = self._ran()
-        values = [((r.normalized + 1) / 2).tolist() for r in ran.values()]
-        cells = [[f"{v:+.2f}" for v in r.normalized] for r in ran.values()]
-        grid = html_grid(
+        return (
             "normalized attribution (red raises the output, blue lowers it)",
             [visible(t) for t in self.tokens],
             list(ran),
-            cells,
-            values,
-            cmap="RdBu_r",
+            [[f"{v:+.2f}" for v in r.normalized] for r in ran.values()],
+            [((r.normalized + 1) / 2).tolist() for r in ran.values()],
         )
+
+    def to_html(self) -> str:
+        grid = html_grid(*self._grid(), cmap="RdBu_r")
         table = self.to_frame().to_html(float_format=lambda v: f"{v:.4g}", escape=True)
         return f'<div class="lmle-comparison">{grid}{table}</div>'
 
     def figure(self):
-        import matplotlib.pyplot as plt
-
-        ran = self._ran()
-        matrix = np.array([r.normalized for r in ran.values()])
-        figure, axes = plt.subplots(
-            figsize=(max(5.0, 0.75 * len(self.tokens) + 2), 0.9 + 0.4 * len(ran))
-        )
-        axes.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        for r in range(matrix.shape[0]):
-            for c in range(matrix.shape[1]):
-                _, color = _diverging(matrix[r, c])
-                axes.text(
-                    c, r, f"{matrix[r, c]:+.2f}", ha="center", va="center", fontsize=7, color=color
-                )
-        axes.set_xticks(
-            range(len(self.tokens)),
-            [visible(t) for t in self.tokens],
-            rotation=45,
-            ha="right",
-            fontsize=8,
-        )
-        axes.set_yticks(range(len(ran)), list(ran), fontsize=8)
-        axes.set_title("normalized attribution by method", fontsize=9)
-        figure.tight_layout()
-        return figure
+        return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="method")
 
 
 def _wrap(text: str, width: int) -> str:

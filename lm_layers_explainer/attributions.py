@@ -524,19 +524,19 @@ class AttributionsExplainer:
     def _forward(self, baseline: str | None) -> None:
         """Keep the logits of the text and, for a ``baseline`` kind, of the baseline: one
         forward pass (a batch of two) for whichever of them is not kept yet."""
-        x = self._embeddings()
-        rows = [] if self._logits is not None else [x]
-        if baseline is not None and baseline not in self._baseline_logits:
-            rows.append(self._baseline(x, baseline))
-        if not rows:
+        want_x = self._logits is None
+        want_baseline = baseline is not None and baseline not in self._baseline_logits
+        if not (want_x or want_baseline):
             return
+        x = self._embeddings()
+        rows = ([x] if want_x else []) + ([self._baseline(x, baseline)] if want_baseline else [])
         f = ExplainedOutput(self.model, self.read_at, 0, "logit", self.extra)
         with torch.no_grad():
             logits = f.logits(torch.cat(rows)).float()
-        if self._logits is None:
-            self._logits, logits = logits[0], logits[1:]
-        if len(logits):
-            self._baseline_logits[baseline] = logits[0]
+        if want_x:
+            self._logits = logits[0]
+        if want_baseline:
+            self._baseline_logits[baseline] = logits[-1]
 
     def _question_text(self) -> str:
         if self.model.kind == "causal":

@@ -129,6 +129,12 @@ class _AttentionView:
         self.model = load_model(model)
 
     def _inputs(self, sentence_a: str, sentence_b: str | None):
+        """(token ids per part, where sentence_b starts, other model inputs).
+
+        The other inputs are what the tokenizer returns besides the ids and the all-ones
+        mask: for a BERT-style pair, the ``token_type_ids`` that tell the model which segment
+        each token is in (without them it reads both sentences as the first).
+        """
         lm = self.model
         check_text(sentence_a)
         if sentence_b is not None:
@@ -142,18 +148,22 @@ class _AttentionView:
                 )
             encoder_ids = tokenizer(sentence_a)["input_ids"]
             decoder_ids = tokenizer(sentence_b)["input_ids"]
-            return {"encoder": encoder_ids, "decoder": decoder_ids}, None
-        if sentence_b is None:
-            return {"self": tokenizer(sentence_a)["input_ids"]}, None
-        if lm.kind == "causal":  # a continuation: the second text follows the first
+            return {"encoder": encoder_ids, "decoder": decoder_ids}, None, {}
+        if lm.kind == "causal" and sentence_b is not None:  # the second text continues the first
             first = tokenizer(sentence_a)["input_ids"]
             second = tokenizer(sentence_b, add_special_tokens=False)["input_ids"]
-            return {"self": first + second}, len(first)
-        encoded = tokenizer(sentence_a, sentence_b)
-        types = encoded.get("token_type_ids")
-        ids = encoded["input_ids"]
-        start = types.index(1) if types and 1 in types else len(tokenizer(sentence_a)["input_ids"])
-        return {"self": ids}, start
+            return {"self": first + second}, len(first), {}
+        if sentence_b is None:
+            encoded = tokenizer(sentence_a)
+            start = None
+        else:
+            encoded = tokenizer(sentence_a, sentence_b)
+            types = encoded.get("token_type_ids")
+            start = (
+                types.index(1) if types and 1 in types else len(tokenizer(sentence_a)["input_ids"])
+            )
+        extra = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
+        return {"self": list(encoded["input_ids"])}, start, extra
 
     def _check_lengths(self, ids: dict) -> None:
         for part, sequence in ids.items():
@@ -166,7 +176,7 @@ class _AttentionView:
                 stacklevel=4,
             )
 
-    def _attentions(self, ids: dict) -> dict[str, np.ndarray]:
+    def _attentions(self, ids: dict, extra: dict) -> dict[str, np.ndarray]:
         lm: LoadedModel = self.model
         self._check_lengths(ids)
         device = lm.device
@@ -183,10 +193,12 @@ class _AttentionView:
                     "cross": out.cross_attentions,
                 }
             else:
+                inputs = {k: torch.tensor([v], device=device) for k, v in extra.items()}
                 found = {
                     "self": lm.model(
                         input_ids=torch.tensor([ids["self"]], device=device),
                         output_attentions=True,
+                        **inputs,
                     ).attentions
                 }
         _require_weights(lm, found)
@@ -249,7 +261,7 @@ class AttentionHeadView(_AttentionView):
     ) -> AttentionResult:
         from bertviz import head_view
 
-        ids, b_start = self._inputs(sentence_a, sentence_b)
+        ids, b_start, extra = self._inputs(sentence_a, sentence_b)
         n_layers, n_heads = _layer_and_head_counts(self.model)
         include_layers = check_indices(include_layers, n_layers, "include_layers")
         heads = check_indices(heads, n_heads, "heads")
@@ -259,7 +271,7 @@ class AttentionHeadView(_AttentionView):
                 raise ValueError(
                     f"layer must be one of include_layers {include_layers}; got {layer}"
                 )
-        attentions = self._attentions(ids)
+        attentions = self._attentions(ids, extra)
         options = {"heads": heads, "layer": layer, "include_layers": include_layers}
         return self._result(attentions, ids, b_start, head_view, options)
 
@@ -331,14 +343,14 @@ class AttentionModelView(AttentionHeadView):
 
         if display_mode not in ("light", "dark"):
             raise ValueError(f"display_mode must be 'light' or 'dark'; got {display_mode!r}")
-        ids, b_start = self._inputs(sentence_a, sentence_b)
+        ids, b_start, extra = self._inputs(sentence_a, sentence_b)
         n_layers, n_heads = _layer_and_head_counts(self.model)
         options = {
             "include_layers": check_indices(include_layers, n_layers, "include_layers"),
             "include_heads": check_indices(include_heads, n_heads, "include_heads"),
             "display_mode": display_mode,
         }
-        attentions = self._attentions(ids)
+        attentions = self._attentions(ids, extra)
         return self._result(attentions, ids, b_start, model_view, options)
 
 
@@ -497,7 +509,7 @@ class AttentionNeuronView(_AttentionView):
         bertviz_type = NEURON_FAMILIES[lm.config.model_type]
         if bertviz_type == "gpt2" and sentence_b is not None:  # bertviz pairs only BERT-style
             sentence_a, sentence_b = sentence_a + sentence_b, None
-        ids, b_start = self._inputs(sentence_a, sentence_b)
+        ids, b_start, _ = self._inputs(sentence_a, sentence_b)
         self._check_lengths(ids)
         probe = _QueryKeyProbe(lm)
         raw = neuron_view.show(

@@ -29,6 +29,7 @@ leave them in place.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -44,7 +45,13 @@ from .render import Result, escape, grid_figure, html_grid, progress, shade, vis
 OUTPUTS = ("probability", "logit")
 BASELINES = ("zero", "pad", "mask")
 ERASER_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
-"""Fractions of the tokens removed (comprehensiveness) or kept (sufficiency), as in ERASER."""
+"""Fractions of the tokens removed (comprehensiveness) or kept (sufficiency): ERASER's AOPC
+thresholds (DeYoung et al. 2020). A fraction ``b`` of ``n`` tokens is ``ceil(b * n)`` tokens
+(at least one): on short texts several bins are the same single token."""
+CONVENTIONS = ("deletion", "replacement")
+"""How faithfulness removes a token: ``deletion`` takes it out of the input (ERASER; what is
+left is still a text), ``replacement`` puts the baseline (zero vector, pad or mask embedding)
+in its place (Petsiuk et al.'s deletion game; an input the model never saw in training)."""
 EXPLAINED_KINDS = ("causal", "masked", "classifier")
 
 
@@ -130,7 +137,7 @@ class AttributionResult(Result):
     seconds: float
     explainer: AttributionsExplainer = field(repr=False)
     settings: dict = field(repr=False)
-    _faithfulness: FaithfulnessResult | None = field(default=None, repr=False)
+    _faithfulness: dict = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         top = self.top(3)
@@ -207,25 +214,49 @@ class AttributionResult(Result):
         figure.tight_layout()
         return figure
 
-    def faithfulness(self) -> FaithfulnessResult:
+    def faithfulness(
+        self, convention: str = "deletion", baseline: str | None = None
+    ) -> FaithfulnessResult:
         """Deletion and insertion curves, their areas, and ERASER's comprehensiveness and
-        sufficiency for this attribution (computed once, then kept)."""
-        if self._faithfulness is None:
-            self._faithfulness = self.explainer._faithfulness(self)
-        return self._faithfulness
+        sufficiency for this attribution (computed once per convention, then kept).
+
+        ``convention="deletion"`` (the default, as in ERASER) removes tokens from the text;
+        ``"replacement"`` puts ``baseline`` (default: this attribution's own) in their place.
+
+        >>> a.faithfulness().comprehensiveness             # tokens deleted
+        >>> a.faithfulness("replacement", baseline="pad")  # tokens replaced by the pad token
+        """
+        _check_choice(convention, "convention", CONVENTIONS)
+        if convention == "deletion":
+            if baseline is not None:
+                raise ValueError(
+                    "baseline is for convention='replacement'; deletion removes tokens and "
+                    f"puts nothing in their place; got baseline={baseline!r}"
+                )
+        else:
+            baseline = self.settings["baseline"] if baseline is None else baseline
+            self.explainer._check_baseline(baseline)
+        key = (convention, baseline)
+        if key not in self._faithfulness:
+            self._faithfulness[key] = self.explainer._faithfulness(self, convention, baseline)
+        return self._faithfulness[key]
 
 
 @dataclass
 class FaithfulnessResult(Result):
     """How the explained output moves when tokens go, most important first.
 
-    ``deletion[k]``: f with the ``k`` top-scored tokens replaced by the baseline;
-    ``insertion[k]``: f of the baseline with only the ``k`` top-scored tokens put back
-    (k = 0..n over the n attributable tokens). Areas are over the fraction k/n in [0, 1]:
-    a faithful attribution has a small ``deletion_auc`` and a large ``insertion_auc``.
-    ``comprehensiveness`` (higher is better) and ``sufficiency`` (lower is better) are
-    ERASER's, averaged over removing or keeping 1, 5, 10, 20 and 50 % of the tokens
-    (at least one token each).
+    ``deletion[k]``: f with the ``k`` top-scored tokens removed; ``insertion[k]``: f with
+    only the ``k`` top-scored tokens (k = 0..n over the n attributable tokens; special tokens
+    and a masked LM's ``[MASK]`` always stay). ``convention`` says how a token is removed:
+    ``"deletion"`` takes it out of the text (ERASER), ``"replacement"`` puts ``baseline`` in
+    its place. Where deletion leaves a causal LM no token at all, f is read after the
+    tokenizer's BOS token (else its EOS token): the start of a text.
+    Areas are over the fraction k/n in [0, 1]: a faithful attribution has a small
+    ``deletion_auc`` and a large ``insertion_auc``. ``comprehensiveness`` (higher is better)
+    and ``sufficiency`` (lower is better) are ERASER's AOPC: ``f(x) - f(x without r_b)`` and
+    ``f(x) - f(r_b only)`` averaged over the bins ``b`` in 1, 5, 10, 20, 50 % of the tokens,
+    ``r_b`` the ``ceil(b * n)`` top-scored tokens (see :data:`ERASER_BINS`).
     """
 
     method: str
@@ -234,6 +265,8 @@ class FaithfulnessResult(Result):
     deletion: np.ndarray
     insertion: np.ndarray
     output_kind: str
+    convention: str = "deletion"
+    baseline: str | None = None
 
     @property
     def fractions(self) -> np.ndarray:
@@ -247,19 +280,19 @@ class FaithfulnessResult(Result):
     def insertion_auc(self) -> float:
         return float(np.trapezoid(self.insertion, self.fractions))
 
-    def _bins(self) -> list[int]:
-        n = len(self.order)
-        return [min(n, max(1, round(b * n))) for b in ERASER_BINS]
+    def bins(self) -> list[int]:
+        """The number of tokens in each ERASER bin: ``ceil(b * n)``, at least 1, at most n."""
+        return eraser_bins(len(self.order))
 
     @property
     def comprehensiveness(self) -> float:
         full = self.deletion[0]
-        return float(np.mean([full - self.deletion[k] for k in self._bins()]))
+        return float(np.mean([full - self.deletion[k] for k in self.bins()]))
 
     @property
     def sufficiency(self) -> float:
         full = self.deletion[0]
-        return float(np.mean([full - self.insertion[k] for k in self._bins()]))
+        return float(np.mean([full - self.insertion[k] for k in self.bins()]))
 
     def summary(self) -> dict[str, float]:
         """The four numbers: deletion_auc, insertion_auc, comprehensiveness, sufficiency."""
@@ -270,9 +303,15 @@ class FaithfulnessResult(Result):
             "sufficiency": self.sufficiency,
         }
 
+    def removal(self) -> str:
+        """How tokens were removed, in words."""
+        if self.convention == "deletion":
+            return "tokens deleted from the text"
+        return f"tokens replaced by the {self.baseline} baseline"
+
     def __repr__(self) -> str:
         numbers = ", ".join(f"{k}={v:.4g}" for k, v in self.summary().items())
-        return f"FaithfulnessResult({self.method}: {numbers})"
+        return f"FaithfulnessResult({self.method}, {self.removal()}: {numbers})"
 
     def to_frame(self):
         """Columns ``k, fraction, token`` (the k-th token removed or added), ``deletion``,
@@ -296,7 +335,8 @@ class FaithfulnessResult(Result):
         )
         order = " &gt; ".join(escape(visible(self.tokens[i])) for i in self.order)
         return (
-            f'<div class="lmle-faithfulness"><div>{escape(self.method)}: tokens by score: '
+            f'<div class="lmle-faithfulness"><div>{escape(self.method)} '
+            f"({escape(self.removal())}): tokens by score: "
             f"<code>{order}</code></div><table>{rows}</table></div>"
         )
 
@@ -310,7 +350,9 @@ class FaithfulnessResult(Result):
         axes.plot(
             self.fractions, self.insertion, "s-", label=f"insertion (AUC {self.insertion_auc:.3g})"
         )
-        axes.set_xlabel("fraction of tokens removed (deletion) or put back (insertion)")
+        axes.set_xlabel(
+            f"fraction of tokens removed (deletion) or kept (insertion)\n({self.removal()})"
+        )
         axes.set_ylabel(self.output_kind)
         axes.set_title(f"{self.method}: most important tokens first", fontsize=9)
         axes.legend(fontsize=8)
@@ -321,11 +363,12 @@ class FaithfulnessResult(Result):
 @dataclass
 class ComparisonResult(Result):
     """Several methods on the same question. ``results[name]`` is an
-    :class:`AttributionResult`, or for a refused method the reason (a string)."""
+    :class:`AttributionResult`, or for a refused method the reason (a string).
+    ``convention`` is the faithfulness convention of the table (None: not computed)."""
 
     tokens: list[str]
     results: dict[str, AttributionResult | str]
-    faithful: bool
+    convention: str | None
 
     def __repr__(self) -> str:
         return f"ComparisonResult({', '.join(self.results)})"
@@ -349,8 +392,8 @@ class ComparisonResult(Result):
                     output_minus_baseline=result.output - result.baseline_output,
                     delta=result.delta,
                 )
-                if self.faithful:
-                    row.update(result.faithfulness().summary())
+                if self.convention:
+                    row.update(result.faithfulness(self.convention).summary())
                 row["refused"] = ""
             else:
                 row["refused"] = result
@@ -412,6 +455,16 @@ def token_scores(spec, per_feature: torch.Tensor) -> torch.Tensor:
     if spec.signal == "gradient":
         return per_feature.abs().sum(-1)
     return per_feature.sum(-1)
+
+
+def eraser_bins(n: int) -> list[int]:
+    """Tokens in each of ERASER's bins for ``n`` tokens: ``ceil(b * n)`` clipped to 1..n.
+
+    >>> eraser_bins(8), eraser_bins(30)
+    ([1, 1, 1, 2, 4], [1, 2, 3, 6, 15])
+    """
+    # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from adding a token.
+    return [min(n, max(1, math.ceil(b * n - 1e-9))) for b in ERASER_BINS]
 
 
 def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
@@ -476,6 +529,7 @@ class AttributionsExplainer:
             )
         self._logits: torch.Tensor | None = None
         self._baseline_logits: dict[str, torch.Tensor] = {}
+        self._deleted_outputs: dict[tuple, float] = {}
 
     def _read_position(self) -> int | None:
         lm = self.model
@@ -607,12 +661,21 @@ class AttributionsExplainer:
         index, text = self.resolve_target(target)
         return self._run(spec, index, text, settings)
 
-    def compare(self, methods=None, target=None, *, faithfulness: bool = True, **options):
+    def compare(self, methods=None, target=None, *, faithfulness=True, **options):
         """Run several methods (default: all) on the same target; refused methods are
-        listed with their reason. Options are those of a single call.
+        listed with their reason. Options are those of a single call. ``faithfulness``:
+        True (tokens deleted), a convention (``"deletion"``, ``"replacement"`` by each
+        method's baseline), or False (not computed).
 
         >>> attributions.compare(["saliency", "integrated_gradients"]).to_frame()
         """
+        if faithfulness is True:
+            faithfulness = "deletion"
+        elif faithfulness is not False and faithfulness not in CONVENTIONS:
+            raise ValueError(
+                f"faithfulness must be True, False or one of {', '.join(CONVENTIONS)}; "
+                f"got {faithfulness!r}"
+            )
         unknown = sorted(set(options) - set(CALL_OPTIONS))
         if unknown:
             raise TypeError(
@@ -639,24 +702,18 @@ class AttributionsExplainer:
                 continue
             result = self._run(spec, index, text, checked[spec.name])
             if faithfulness:
-                result.faithfulness()
+                result.faithfulness(faithfulness)
             results[spec.name] = result
-        return ComparisonResult(tokens=self.tokens, results=results, faithful=faithfulness)
+        return ComparisonResult(
+            tokens=self.tokens, results=results, convention=faithfulness or None
+        )
 
     def _settings(
         self, spec, *, output, baseline, n_steps, internal_batch_size, n_samples, window, seed
     ) -> dict:
         """Check every option before any model work (defaults: those of ``__call__``)."""
-        tokenizer = self.model.tokenizer
         _check_choice(output, "output", OUTPUTS)
-        _check_choice(baseline, "baseline", BASELINES)
-        if baseline == "pad" and tokenizer.pad_token_id is None:
-            raise ValueError(f"baseline='pad' needs a pad token; {self.model.name} has none")
-        if baseline == "mask" and tokenizer.mask_token_id is None:
-            raise ValueError(
-                f"baseline='mask' needs a mask token; {self.model.name} has none "
-                "(use 'zero' or 'pad')"
-            )
+        self._check_baseline(baseline)
         n_steps = check_int(n_steps, "n_steps", 1, 10_000)
         internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, 4096)
         if n_samples is not None:
@@ -674,6 +731,18 @@ class AttributionsExplainer:
             "window": window,
             "seed": seed,
         }
+
+    def _check_baseline(self, baseline) -> str:
+        tokenizer = self.model.tokenizer
+        _check_choice(baseline, "baseline", BASELINES)
+        if baseline == "pad" and tokenizer.pad_token_id is None:
+            raise ValueError(f"baseline='pad' needs a pad token; {self.model.name} has none")
+        if baseline == "mask" and tokenizer.mask_token_id is None:
+            raise ValueError(
+                f"baseline='mask' needs a mask token; {self.model.name} has none "
+                "(use 'zero' or 'pad')"
+            )
+        return baseline
 
     def _embeddings(self) -> torch.Tensor:
         ids = torch.tensor([self.ids], device=self.model.device)
@@ -765,25 +834,41 @@ class AttributionsExplainer:
             settings=dict(settings),
         )
 
-    def _faithfulness(self, result: AttributionResult) -> FaithfulnessResult:
+    def _faithfulness(
+        self, result: AttributionResult, convention: str, baseline: str | None
+    ) -> FaithfulnessResult:
+        """f with the top-k tokens removed (deletion curve) and with only them (insertion
+        curve), for k = 0..n, tokens removed by ``convention``."""
         settings = result.settings
-        x = self._embeddings()
-        baseline = self._baseline(x, settings["baseline"])
-        f = ExplainedOutput(self.model, self.read_at, result.target, settings["output"], self.extra)
         order = result.top(len(self.tokens))
-        deleted, inserted = [], []
-        for k in range(len(order) + 1):
-            chosen = order[:k]
-            d, i = x.clone(), baseline.clone()
-            d[0, chosen] = baseline[0, chosen]
-            i[0, chosen] = x[0, chosen]
-            deleted.append(d)
-            inserted.append(i)
-        variants = torch.cat(deleted + inserted)
-        size = settings["internal_batch_size"]
-        with torch.no_grad():
-            outputs = torch.cat([f(variants[s : s + size]) for s in range(0, len(variants), size)])
-        outputs = outputs.double().cpu().numpy()
+        always = [i for i in range(len(self.ids)) if not self.attributable[i]]
+        deleted = [
+            sorted(set(range(len(self.ids))) - set(order[:k])) for k in range(len(order) + 1)
+        ]
+        inserted = [sorted(always + order[:k]) for k in range(len(order) + 1)]
+        if convention == "deletion":
+            outputs = [
+                self._output_with(kept, result.target, settings["output"])
+                for kept in deleted + inserted
+            ]
+        else:
+            x = self._embeddings()
+            replaced = self._baseline(x, baseline)
+            variants = []
+            for kept in deleted + inserted:
+                variant = replaced.clone()
+                variant[0, kept] = x[0, kept]
+                variants.append(variant)
+            variants = torch.cat(variants)
+            f = ExplainedOutput(
+                self.model, self.read_at, result.target, settings["output"], self.extra
+            )
+            size = settings["internal_batch_size"]
+            with torch.no_grad():
+                outputs = torch.cat(
+                    [f(variants[s : s + size]) for s in range(0, len(variants), size)]
+                ).tolist()
+        outputs = np.asarray(outputs, dtype=np.float64)
         return FaithfulnessResult(
             method=result.method,
             order=order,
@@ -791,7 +876,40 @@ class AttributionsExplainer:
             deletion=outputs[: len(order) + 1],
             insertion=outputs[len(order) + 1 :],
             output_kind=settings["output"],
+            convention=convention,
+            baseline=baseline,
         )
+
+    def _output_with(self, kept: list[int], target: int, output: str) -> float:
+        """f of the text made of the tokens at positions ``kept`` only (the others deleted).
+
+        Kept per explainer: attributions of one text share most of their deleted texts.
+        """
+        key = (tuple(kept), target, output)
+        if key not in self._deleted_outputs:
+            lm = self.model
+            ids = [self.ids[i] for i in kept]
+            if not ids:  # a causal LM with nothing left: read after the start of a text
+                start = lm.tokenizer.bos_token_id
+                start = lm.tokenizer.eos_token_id if start is None else start
+                if start is None:
+                    raise ValueError(
+                        f"{lm.name}'s tokenizer has neither a BOS nor an EOS token to stand "
+                        "for an empty text; use convention='replacement'"
+                    )
+                ids = [int(start)]
+            if lm.kind == "causal":
+                read_at = len(ids) - 1
+            elif lm.kind == "masked":
+                read_at = kept.index(self.read_at)
+            else:
+                read_at = None
+            extra = {name: value[:, kept] for name, value in self.extra.items()}
+            with torch.no_grad():
+                x = lm.embeddings(torch.tensor([ids], device=lm.device))
+                value = ExplainedOutput(lm, read_at, target, output, extra)(x)
+            self._deleted_outputs[key] = float(value[0])
+        return self._deleted_outputs[key]
 
 
 CALL_OPTIONS = {

@@ -11,6 +11,7 @@ predicts it from the hidden state at ``p - 1``, a masked model from the state at
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from .models import LoadedModel
+from .render import progress
 
 READS_IN_PLACE = ("masked", "encoder", "classifier")
 """Kinds whose hidden state at a position describes that position itself (bidirectional
@@ -181,22 +183,34 @@ def predicted_from(lm: LoadedModel, position: int) -> int:
 
 
 def position_range(lm: LoadedModel, seq: Sequence, allow_generation: bool) -> tuple[int, int]:
-    """Smallest and largest valid ``position`` (inclusive); None for no upper bound."""
+    """Smallest and largest valid ``position`` (inclusive); None for no upper bound.
+
+    With generation, a causal model (or seq2seq decoder) reaches position ``p`` by running on
+    ``p`` tokens, so ``p`` goes up to the model's context length (no bound if the config
+    names none).
+    """
     if lm.kind in READS_IN_PLACE:
         return 0, len(seq) - 1
     if allow_generation:
-        return 1, None
+        return 1, context_length(lm)
     return 1, len(seq)
 
 
 def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation: bool) -> int:
     low, high = position_range(lm, seq, allow_generation)
-    if isinstance(position, bool) or not isinstance(position, int):
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
         raise TypeError(f"position must be an int; got {type(position).__name__}")
+    position = int(position)
     if position < low or (high is not None and position > high):
-        what = (
-            f"{low}..{high}" if high is not None else f"{low} or more (past {len(seq)} generates)"
-        )
+        if not allow_generation or lm.kind in READS_IN_PLACE:
+            what = f"{low}..{high}"
+        elif high is None:
+            what = f"{low} or more (past {len(seq)} generates)"
+        else:
+            what = (
+                f"{low}..{high} (past {len(seq)} generates; {high} is {lm.name}'s context "
+                "length, the most tokens it takes)"
+            )
         why = (
             " (a causal model predicts position p from position p-1, so 0 has no prediction)"
             if lm.kind not in READS_IN_PLACE and position < low
@@ -208,47 +222,92 @@ def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation
     return position
 
 
-def check_generation(lm: LoadedModel, generate) -> int:
-    if isinstance(generate, bool) or not isinstance(generate, int) or generate < 0:
+def check_generation(lm: LoadedModel, generate, n_tokens: int = 0) -> int:
+    """``generate`` new tokens after ``n_tokens``: an int >= 0 that stays within the model's
+    context (refused for models that fill in tokens rather than continue a text)."""
+    if isinstance(generate, bool) or not isinstance(generate, (int, np.integer)) or generate < 0:
         raise ValueError(f"generate must be an int >= 0; got {generate!r}")
+    generate = int(generate)
     if generate and lm.kind in READS_IN_PLACE:
         raise ValueError(
             f"generate must be 0 for a {lm.kind} model ({lm.name}): it fills in tokens, "
             "it does not continue a text; put [MASK] where you want a prediction"
         )
+    limit = context_length(lm)
+    if limit is not None and n_tokens + generate > limit:
+        raise ValueError(
+            f"generate must be in 0..{max(limit - n_tokens, 0)}: the text has {n_tokens} "
+            f"tokens and {lm.name} takes at most {limit} (its context length); got {generate}"
+        )
     return generate
 
 
+GENERATION_PROGRESS = 32
+"""Generations of at least this many tokens show a progress bar."""
+
+
 def extend(seq: Sequence, n: int, *, do_sample: bool = False, seed: int = 0) -> Sequence:
-    """Return ``seq`` with ``n`` more tokens generated (greedy, or sampled with ``seed``)."""
+    """Return ``seq`` with ``n`` more tokens, each the model's own choice: the most probable
+    next token (greedy), or with ``do_sample`` a draw from the model's softmax (temperature
+    1, nothing cut off), seeded by ``seed``.
+
+    This is a plain loop over the model's forward pass (with its key/value cache), not
+    ``generate()``: a checkpoint's generation config can force tokens (BOS/EOS), suppress
+    some, ban words, penalize repeats or impose a minimum length, and none of that is the
+    model's prediction. An end-of-sequence token is kept like any other, and generation goes
+    on after it. The caller's random state is untouched; Ctrl-C stops between two tokens.
+
+    >>> extend(encode(lm, "The cat"), 2).tokens
+    ['The', ' cat', ...two more]
+    """
     if n <= 0:
         return seq
     lm = seq.lm
-    tokenizer = lm.tokenizer
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    options = {
-        "max_new_tokens": n,
-        "min_new_tokens": n,
-        "do_sample": do_sample,
-        "pad_token_id": pad,
-    }
-    if not do_sample:
-        options.update(temperature=None, top_p=None, top_k=None)
-    device = lm.device
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-        torch.manual_seed(seed)
+    check_length(lm, len(seq) + n, "with the generated tokens")
+    generator = torch.Generator().manual_seed(seed) if do_sample else None
+    ids = list(seq.ids)
+    step = _Stepper(seq)
+    for _ in progress(range(n), desc="generating", show=n >= GENERATION_PROGRESS):
+        logits = step(ids).float().cpu()
+        if do_sample:
+            token = int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+        else:
+            token = int(logits.argmax())
+        ids.append(token)
+    return Sequence(lm, seq.text, ids, seq.n_input, seq.encoder_ids)
+
+
+class _Stepper:
+    """The model's next-token logits for a growing sequence, one new token per call after
+    the first (a key/value cache keeps the earlier ones)."""
+
+    def __init__(self, seq: Sequence):
+        self.lm = seq.lm
+        self.cache = None
+        self.seen = 0
+        self.encoder_outputs = None
+        self.keep_one = "logits_to_keep" in inspect.signature(self.lm.model.forward).parameters
+        if self.lm.kind == "seq2seq":
+            encoder_ids = torch.tensor([seq.encoder_ids], device=self.lm.device)
+            with torch.no_grad():
+                self.encoder_outputs = self.lm.model.get_encoder()(input_ids=encoder_ids)
+
+    def __call__(self, ids: list[int]) -> torch.Tensor:
+        device = self.lm.device
+        new = torch.tensor([ids[self.seen :]], device=device)
+        options = {"past_key_values": self.cache, "use_cache": True}
+        if self.keep_one:
+            options["logits_to_keep"] = 1
         with torch.no_grad():
-            if lm.kind == "seq2seq":
-                encoder = torch.tensor([seq.encoder_ids], device=device)
-                decoder = torch.tensor([seq.ids], device=device)
-                out = lm.model.generate(input_ids=encoder, decoder_input_ids=decoder, **options)
-            else:
-                ids = torch.tensor([seq.ids], device=device)
-                out = lm.model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), **options
+            if self.lm.kind == "seq2seq":
+                out = self.lm.model(
+                    encoder_outputs=self.encoder_outputs, decoder_input_ids=new, **options
                 )
-    new_ids = out[0].tolist()
-    return Sequence(lm, seq.text, new_ids, seq.n_input, seq.encoder_ids)
+            else:
+                mask = torch.ones((1, len(ids)), dtype=torch.long, device=device)
+                out = self.lm.model(input_ids=new, attention_mask=mask, **options)
+        self.cache, self.seen = out.past_key_values, len(ids)
+        return out.logits[0, -1]
 
 
 @contextmanager

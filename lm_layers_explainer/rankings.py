@@ -221,7 +221,7 @@ class RankingsExplainer:
     def __call__(
         self, text: str, generate: int = 0, do_sample: bool = False, seed: int = 0
     ) -> RankingsOutput:
-        generate = check_generation(self.model, generate)
         sequence = encode(self.model, text)
+        generate = check_generation(self.model, generate, len(sequence))
         sequence = extend(sequence, generate, do_sample=do_sample, seed=seed)
         return RankingsOutput(self.model, sequence)

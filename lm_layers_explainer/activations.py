@@ -14,7 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .forward import check_index, encode, run, spaced_tokens
+from .checks import check_index, check_int, check_number, check_seed
+from .forward import encode, run, spaced_tokens
 from .models import feed_forward_down, load_model
 from .render import Result, escape, visible
 
@@ -217,19 +218,16 @@ class ActivationsExplainer:
         from sklearn.decomposition import NMF
 
         n_tokens = len(self.tokens)
-        if isinstance(n_components, bool) or not isinstance(n_components, int):
-            raise TypeError(f"n_components must be an int; got {n_components!r}")
-        if not 1 <= n_components <= n_tokens:
-            raise ValueError(
-                f"n_components must be in 1..{n_tokens} (the number of tokens); got {n_components}"
-            )
+        n_components = check_int(n_components, "n_components", 1, n_tokens)
         start = 0 if from_layer is None else check_index(from_layer, self.n_layers, "from_layer")
-        stop = self.n_layers if to_layer is None else to_layer
-        if isinstance(stop, bool) or not isinstance(stop, int) or not start < stop <= self.n_layers:
-            raise ValueError(
-                f"to_layer must be in {start + 1}..{self.n_layers} (exclusive end, after "
-                f"from_layer={start}); got {to_layer!r}"
-            )
+        stop = (
+            self.n_layers
+            if to_layer is None
+            else check_int(to_layer, "to_layer", start + 1, self.n_layers)
+        )
+        seed = check_seed(seed)
+        max_iter = check_int(max_iter, "max_iter", 1, 1_000_000)
+        tol = check_number(tol, "tol", 0.0)
         # (tokens, layers x neurons): each token is a sample, each neuron a feature.
         data = np.maximum(self.activations[start:stop], 0).transpose(1, 0, 2).reshape(n_tokens, -1)
         # ecco's settings (random init, seed, 500 iterations), with a tolerance of 1e-3: on the

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ._bertviz import self_contained
-from .forward import check_index, check_indices, check_length, check_text, token_texts
+from .checks import check_index, check_indices, check_text
+from .forward import check_length, token_texts
 from .models import LoadedModel, load_model
 from .render import Result, visible
 
@@ -136,9 +137,9 @@ class _AttentionView:
         each token is in (without them it reads both sentences as the first).
         """
         lm = self.model
-        check_text(sentence_a)
+        check_text(sentence_a, "sentence_a")
         if sentence_b is not None:
-            check_text(sentence_b)
+            check_text(sentence_b, "sentence_b")
         tokenizer = lm.tokenizer
         if lm.kind == "seq2seq":
             if sentence_b is None:
@@ -499,9 +500,9 @@ class AttentionNeuronView(_AttentionView):
         from bertviz import neuron_view
 
         lm = self.model
-        check_text(sentence_a)
+        check_text(sentence_a, "sentence_a")
         if sentence_b is not None:
-            check_text(sentence_b)
+            check_text(sentence_b, "sentence_b")
         if display_mode not in ("light", "dark"):
             raise ValueError(f"display_mode must be 'light' or 'dark'; got {display_mode!r}")
         n_layers, n_heads = _layer_and_head_counts(lm)

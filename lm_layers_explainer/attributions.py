@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .forward import check_int, check_length, check_text, token_id, token_texts
+from .checks import check_choice, check_int, check_seed, check_text
+from .forward import check_length, token_id, token_texts
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 from .models import LoadedModel, load_model
 from .render import Result, escape, grid_figure, html_grid, progress, shade, visible
@@ -226,7 +227,7 @@ class AttributionResult(Result):
         >>> a.faithfulness().comprehensiveness             # tokens deleted
         >>> a.faithfulness("replacement", baseline="pad")  # tokens replaced by the pad token
         """
-        _check_choice(convention, "convention", CONVENTIONS)
+        check_choice(convention, "convention", CONVENTIONS)
         if convention == "deletion":
             if baseline is not None:
                 raise ValueError(
@@ -467,12 +468,6 @@ def eraser_bins(n: int) -> list[int]:
     return [min(n, max(1, math.ceil(b * n - 1e-9))) for b in ERASER_BINS]
 
 
-def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
 class AttributionsExplainer:
     """Attributions: how much each input token matters to one prediction (captum methods).
 
@@ -503,7 +498,7 @@ class AttributionsExplainer:
                     "text_pair is for masked LMs and sequence classifiers (two segments); "
                     "for a causal LM put both texts in text"
                 )
-            self.text_pair = check_text(text_pair)
+            self.text_pair = check_text(text_pair, "text_pair")
             encoding = lm.tokenizer(self.text, self.text_pair)
         else:
             self.text_pair = None
@@ -712,7 +707,7 @@ class AttributionsExplainer:
         self, spec, *, output, baseline, n_steps, internal_batch_size, n_samples, window, seed
     ) -> dict:
         """Check every option before any model work (defaults: those of ``__call__``)."""
-        _check_choice(output, "output", OUTPUTS)
+        check_choice(output, "output", OUTPUTS)
         self._check_baseline(baseline)
         n_steps = check_int(n_steps, "n_steps", 1, 10_000)
         internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, 4096)
@@ -721,7 +716,7 @@ class AttributionsExplainer:
                 n_samples, "n_samples", 2 if spec.name == "deeplift_shap" else 1, 100_000
             )
         window = check_int(window, "window", 1, len(self.ids))
-        seed = check_int(seed, "seed", 0, 2**32 - 1)
+        seed = check_seed(seed)
         return {
             "output": output,
             "baseline": baseline,
@@ -734,7 +729,7 @@ class AttributionsExplainer:
 
     def _check_baseline(self, baseline) -> str:
         tokenizer = self.model.tokenizer
-        _check_choice(baseline, "baseline", BASELINES)
+        check_choice(baseline, "baseline", BASELINES)
         if baseline == "pad" and tokenizer.pad_token_id is None:
             raise ValueError(f"baseline='pad' needs a pad token; {self.model.name} has none")
         if baseline == "mask" and tokenizer.mask_token_id is None:

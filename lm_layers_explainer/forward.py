@@ -18,6 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import (  # noqa: F401  (the explainers import the checkers from here too)
+    check_bool,
+    check_index,
+    check_indices,
+    check_int,
+    check_seed,
+    check_text,
+)
 from .models import LoadedModel
 from .render import progress
 
@@ -74,7 +82,7 @@ def token_id(lm: LoadedModel, token, name: str, id_name: str | None = None) -> i
                 "a token id"
             )
         return int(ids[0])
-    if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+    if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
         raise TypeError(f"{name} must be an int (a token id) or a token text; got {token!r}")
     if not 0 <= int(token) < lm.vocab_size:
         raise ValueError(f"{id_name} must be in 0..{lm.vocab_size - 1}; got {token}")
@@ -90,40 +98,6 @@ def check_length(lm: LoadedModel, n_tokens: int, part: str | None = None) -> Non
             f"text is {n_tokens} tokens long{where}, longer than the model's context of "
             f"{limit} tokens"
         )
-
-
-def check_int(value, name: str, low: int, high: int | None = None) -> int:
-    """An int in ``low..high`` (``>= low`` without ``high``), or a clear TypeError or
-    ValueError naming the parameter and the range."""
-    bound = f"in {low}..{high}" if high is not None else f">= {low}"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int {bound}; got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {bound}; got {value}")
-    return int(value)
-
-
-def check_index(value, size: int, name: str) -> int:
-    """An int in ``0..size-1`` (a layer, a head), or a clear TypeError/ValueError naming it."""
-    return check_int(value, name, 0, size - 1)
-
-
-def check_indices(values, size: int, name: str) -> list[int] | None:
-    """None, or a non-empty list of indices in ``0..size-1`` (one int is accepted too)."""
-    if values is None:
-        return None
-    values = [values] if isinstance(values, (int, np.integer)) else list(values)
-    if not values:
-        raise ValueError(f"{name} must list at least one index in 0..{size - 1}")
-    return [check_index(v, size, name) for v in values]
-
-
-def check_text(text) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string; got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("text must contain something besides whitespace; got an empty text")
-    return text
 
 
 def context_length(lm: LoadedModel) -> int | None:
@@ -198,7 +172,7 @@ def position_range(lm: LoadedModel, seq: Sequence, allow_generation: bool) -> tu
 
 def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation: bool) -> int:
     low, high = position_range(lm, seq, allow_generation)
-    if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+    if isinstance(position, (bool, np.bool_)) or not isinstance(position, (int, np.integer)):
         raise TypeError(f"position must be an int; got {type(position).__name__}")
     position = int(position)
     if position < low or (high is not None and position > high):
@@ -225,9 +199,7 @@ def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation
 def check_generation(lm: LoadedModel, generate, n_tokens: int = 0) -> int:
     """``generate`` new tokens after ``n_tokens``: an int >= 0 that stays within the model's
     context (refused for models that fill in tokens rather than continue a text)."""
-    if isinstance(generate, bool) or not isinstance(generate, (int, np.integer)) or generate < 0:
-        raise ValueError(f"generate must be an int >= 0; got {generate!r}")
-    generate = int(generate)
+    generate = check_int(generate, "generate", 0)
     if generate and lm.kind in READS_IN_PLACE:
         raise ValueError(
             f"generate must be 0 for a {lm.kind} model ({lm.name}): it fills in tokens, "
@@ -244,6 +216,11 @@ def check_generation(lm: LoadedModel, generate, n_tokens: int = 0) -> int:
 
 GENERATION_PROGRESS = 32
 """Generations of at least this many tokens show a progress bar."""
+
+
+def check_sampling(do_sample, seed) -> tuple[bool, int]:
+    """``do_sample`` (True or False) and its ``seed``, checked before any generation."""
+    return check_bool(do_sample, "do_sample"), check_seed(seed)
 
 
 def extend(seq: Sequence, n: int, *, do_sample: bool = False, seed: int = 0) -> Sequence:

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_bool
+
 KINDS = ("causal", "masked", "encoder", "seq2seq", "classifier")
 """The kinds of transformer model the explainers know."""
 
@@ -146,10 +148,9 @@ def load_model(
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (or None to infer); got {kind!r}")
     if device is not None and device_map is not None:
         raise ValueError("pass either device or device_map, not both")
-    if not isinstance(allow_pickle, bool):
-        raise TypeError(f"allow_pickle must be True or False; got {allow_pickle!r}")
-    if torch_dtype is not None and not isinstance(torch_dtype, (str, torch.dtype)):
-        raise TypeError(f"torch_dtype must be a torch.dtype or a string; got {torch_dtype!r}")
+    check_bool(allow_pickle, "allow_pickle")
+    torch_dtype = check_dtype(torch_dtype)
+    device = check_device(device)
 
     if isinstance(spec, LoadedModel):
         return spec
@@ -202,7 +203,7 @@ def from_pretrained(
     arguments go to the model's ``from_pretrained`` (for example ``gguf_file``). Weights come
     from safetensors (or GGUF) unless ``allow_pickle=True``; remote code never runs.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from . import catalog
 
@@ -224,7 +225,7 @@ def from_pretrained(
     safe = {"trust_remote_code": False, **_only(kwargs, "gguf_file")}
     try:
         refuse_remote_code(path, spec, safe)
-        config = AutoConfig.from_pretrained(path, **safe)
+        config = _config(path, spec, safe)
         tokenizer = AutoTokenizer.from_pretrained(path, **safe)
     except OSError as error:
         if is_folder:
@@ -264,6 +265,24 @@ def from_pretrained(
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _config(path: str, spec: str, options: dict):
+    """AutoConfig's config, or a clear error for a model type transformers does not know."""
+    import transformers
+    from transformers import AutoConfig, PretrainedConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, **options)
+    except ValueError as error:
+        if options.get("gguf_file"):
+            raise
+        model_type = PretrainedConfig.get_config_dict(path)[0].get("model_type")
+        raise ModelNotAvailableError(
+            f"{spec!r} is a {model_type!r} model, an architecture transformers "
+            f"{transformers.__version__} does not provide (its config.json says model_type "
+            f"{model_type!r}); a newer transformers may know it"
+        ) from error
 
 
 def refuse_remote_code(path: str, spec: str, options: dict) -> None:
@@ -331,10 +350,61 @@ def _auto_class(kind: str):
     }[kind]
 
 
+DTYPES = ("float32", "float16", "bfloat16", "float64", "auto")
+
+
+def check_dtype(torch_dtype):
+    """None, a floating torch.dtype, or the name of one (``"bfloat16"``) or ``"auto"``."""
+    if torch_dtype is None or torch_dtype == "auto":
+        return torch_dtype
+    if not isinstance(torch_dtype, (str, torch.dtype)):
+        raise TypeError(f"torch_dtype must be a torch.dtype or its name; got {torch_dtype!r}")
+    dtype = torch_dtype
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None) if dtype in DTYPES else None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"torch_dtype must be a floating torch.dtype or one of {', '.join(DTYPES)}; got "
+            f"{torch_dtype!r}"
+        )
+    return dtype
+
+
+def check_device(device):
+    """None, or a device this machine has (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``)."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string or a torch.device; got {device!r}")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"device must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; got "
+            f"{device!r}"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} needs CUDA, which this machine does not have")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device must be cuda:0..cuda:{count - 1} here; got {device!r}")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} needs Apple's MPS, which this machine does not have")
+    return device
+
+
 def _wrap_pair(pair: tuple, kind: str | None) -> LoadedModel:
+    from transformers import PreTrainedModel
+
     if len(pair) != 2 or not isinstance(pair[0], nn.Module) or not callable(pair[1]):
         raise TypeError("a model given as a tuple must be (model, tokenizer)")
     model, tokenizer = pair
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(
+            "the model of a (model, tokenizer) pair must be a transformers PreTrainedModel "
+            f"(the explainers read its config); got {type(model).__name__}"
+        )
     inferred = _kind_of_model(model)
     name = getattr(model.config, "name_or_path", "") or type(model).__name__
     return _describe(model, tokenizer, kind or inferred, name=name, source="(model, tokenizer)")
@@ -348,8 +418,28 @@ def _kind_of_model(model: nn.Module) -> str:
     return _kind_from_class_name(type(model).__name__, auto) or "encoder"
 
 
+def _check_text_model(model, tokenizer, name: str) -> None:
+    """Refuse what the explainers cannot read: a model that does not take token ids (vision,
+    audio), or a tokenizer with ids beyond the model's embedding (not its tokenizer)."""
+    takes = getattr(model, "main_input_name", "input_ids")
+    if takes != "input_ids":
+        raise ValueError(
+            f"model must take token ids (input_ids); {name} ({type(model).__name__}) takes "
+            f"{takes!r}: the explainers read text models only"
+        )
+    embedding = model.get_input_embeddings()
+    rows = getattr(embedding, "num_embeddings", None)
+    tokens = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    if rows is not None and tokens is not None and tokens > rows:
+        raise ValueError(
+            f"tokenizer does not belong to {name}: it has {tokens} tokens and the model's "
+            f"embedding {rows} rows, so some token ids have no embedding"
+        )
+
+
 def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
     """Find the modules explainers need, and make attention eager and the model eval."""
+    _check_text_model(model, tokenizer, name)
     kind = kind or _kind_of_model(model)
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         # SDPA and flash attention return no attention weights: the views would be empty.

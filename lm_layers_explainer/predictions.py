@@ -13,16 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forward import check_index, check_position, encode, extend, predicted_from, token_texts
+from .forward import (
+    check_index,
+    check_int,
+    check_position,
+    check_sampling,
+    encode,
+    extend,
+    predicted_from,
+    token_texts,
+)
 from .lens import LogitLens, require_head
 from .models import load_model
 from .render import Result, grid_figure, html_grid, progress, visible
 
 
 def check_topk(topk, vocabulary: int) -> int:
-    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= vocabulary:
-        raise ValueError(f"topk must be an int in 1..{vocabulary} (the vocabulary); got {topk!r}")
-    return topk
+    """1..the vocabulary size."""
+    return check_int(topk, "topk", 1, vocabulary)
 
 
 @dataclass
@@ -117,9 +125,11 @@ class PredictionsExplainer:
     ``position=p`` asks for the token at ``p`` (counted from 0 as the tokenizer splits the
     text): a causal model predicts it from the hidden state at ``p - 1``, a masked model
     from the state at ``p`` (put ``[MASK]`` there). For causal and seq2seq models a position
-    past the text is reached by generating tokens first (greedy unless ``do_sample=True``,
-    seeded by ``seed``). Each layer's residual stream is read through the model's final norm
-    and unembedding; at the last layer this is the model's own output distribution.
+    past the text is reached by generating tokens first, each the model's own choice (its
+    most probable token, or with ``do_sample=True`` a draw from its softmax seeded by
+    ``seed``), up to the model's context length. Each layer's residual stream is read
+    through the model's final norm and unembedding; at the last layer this is the model's
+    own output distribution.
     """
 
     def __init__(self, model, text: str):
@@ -149,6 +159,7 @@ class PredictionsExplainer:
             else [check_index(layer, lm.n_layers, "layer")]
         )
         topk = check_topk(topk, lm.vocab_size)
+        do_sample, seed = check_sampling(do_sample, seed)
         sequence = extend(
             self.sequence, position - len(self.sequence), do_sample=do_sample, seed=seed
         )

@@ -17,6 +17,7 @@ from .forward import (
     Sequence,
     check_generation,
     check_position,
+    check_sampling,
     encode,
     extend,
     position_range,
@@ -148,6 +149,13 @@ class RankingsOutput(TokensResult):
             start = self.n_input if len(self) > self.n_input else low
             positions = list(range(start, last + 1))
         else:
+            if isinstance(positions, (int, np.integer)):
+                positions = [positions]
+            elif isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
+                raise TypeError(
+                    f"positions must be an int or a list of ints in {low}..{last}; got "
+                    f"{positions!r}"
+                )
             positions = [
                 check_position(p, self.lm, self.sequence, allow_generation=False) for p in positions
             ]
@@ -194,8 +202,13 @@ class RankingsOutput(TokensResult):
 
 
 def _as_list(watch) -> list:
-    if isinstance(watch, (str, int)):
+    """The watched tokens as a list: one token (text or id) or an iterable of them."""
+    if isinstance(watch, (str, int, np.integer)):
         return [watch]
+    if not hasattr(watch, "__iter__"):
+        raise TypeError(
+            f"watch must be a token (text or id) or a list of them; got {type(watch).__name__}"
+        )
     watch = list(watch)
     if not watch:
         raise ValueError("watch must name at least one token")
@@ -223,5 +236,6 @@ class RankingsExplainer:
     ) -> RankingsOutput:
         sequence = encode(self.model, text)
         generate = check_generation(self.model, generate, len(sequence))
+        do_sample, seed = check_sampling(do_sample, seed)
         sequence = extend(sequence, generate, do_sample=do_sample, seed=seed)
         return RankingsOutput(self.model, sequence)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks import check_text
 from .forward import token_texts
 from .models import load_model
 from .render import Result, escape, visible
@@ -104,10 +105,7 @@ class TokensExplainer:
         self.model = load_model(model)
 
     def __call__(self, text: str) -> TokensResult:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string; got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError("text must contain something besides whitespace; got an empty text")
+        text = check_text(text)
         tokenizer = self.model.tokenizer
         ids = tokenizer(text)["input_ids"]
         special_ids = set(tokenizer.all_special_ids)

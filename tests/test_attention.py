@@ -134,7 +134,7 @@ def test_a_model_without_attention_weights_is_refused(monkeypatch):
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda v: v("  "), ValueError, "text must"),
+        (lambda v: v("  "), ValueError, "sentence_a must contain"),
         (lambda v: v("the cat", layer=2), ValueError, r"layer must be in 0\.\.1"),
         (lambda v: v("the cat", heads=[5]), ValueError, r"heads must be in 0\.\.1"),
         (lambda v: v("the cat", include_layers=[]), ValueError, "at least one"),

@@ -4,6 +4,7 @@ import html
 import os
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,6 +31,15 @@ def mamba():
 
 def encoder():
     return load_model("tiny-bert", kind="encoder")
+
+
+def vit():
+    """A vision transformer: it takes pixels, not token ids."""
+    from transformers import ViTConfig, ViTModel
+
+    config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=16, image_size=8, patch_size=4)  # fmt: skip
+    return ViTModel(config).eval()
 
 
 # (entry point, call, error, message naming the parameter and what is valid)
@@ -62,9 +72,9 @@ CASES = [
     ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, layer=-1),
      ValueError, r"layer must be in 0\.\.1"),
     ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, topk=0),
-     ValueError, r"topk must be an int in 1\.\."),
+     ValueError, r"topk must be in 1\.\.478"),
     ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=2, topk=10**6),
-     ValueError, r"topk must be an int in 1\.\."),
+     ValueError, r"topk must be in 1\.\.478"),
     ("predictions", lambda: E["predictions"](encoder(), "a b"), ValueError,
      "model must have a language-model head"),
     ("predictions", lambda: E["predictions"]("tiny-gpt2", LONG), ValueError, "context of 64"),
@@ -73,7 +83,7 @@ CASES = [
     ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=63), ValueError,
      r"generate must be in 0\.\.62: the text has 2 tokens and tiny-gpt2 takes at most 64"),
     ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=-1), ValueError,
-     "generate must be an int >= 0"),
+     "generate must be >= 0; got -1"),
     ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
         watch=["cabinetry drawers"], position=2), ValueError, "not a single token"),
     ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
@@ -85,7 +95,7 @@ CASES = [
     ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")("The cat", heads=[2]),
      ValueError, r"heads must be in 0\.\.1"),
     ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")("  "), ValueError,
-     "text must contain"),
+     "sentence_a must contain"),
     ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")(LONG), ValueError,
      "context of 64"),
     ("attention_head_view", lambda: E["attention_head_view"]("tiny-bart")("a b"), ValueError,
@@ -121,13 +131,67 @@ CASES = [
      "allow_pickle must be True or False"),
     ("load_model", lambda: load_model("./no/such/folder"), ModelNotAvailableError,
      "looks like a folder, but there is no such folder"),
+    # checks that came late, differed or came from deep inside (issue 12.6): one row each
+    ("tokens", lambda: E["tokens"]("tiny-gpt2")("abc \ud800 def"), ValueError,
+     "text must be valid Unicode; character 4 is a lone surrogate"),
+    ("attributions", lambda: E["attributions"]("tiny-bert", "a [MASK]", "b \udfff"),
+     ValueError, "text_pair must be valid Unicode"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(1, seed="x"), TypeError,
+     r"seed must be an int in 0\.\.4294967295; got 'x'"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(1, max_iter=0),
+     ValueError, r"max_iter must be in 1\.\.1000000; got 0"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(1, tol=-1), ValueError,
+     "tol must be a finite number >= 0; got -1"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(1, tol="small"),
+     TypeError, "tol must be a number; got 'small'"),
+    ("activations", lambda: E["activations"]("tiny-gpt2", "The cat")(1, to_layer=2.0),
+     TypeError, r"to_layer must be an int in 1\.\.2"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=3, do_sample="yes"),
+     TypeError, "do_sample must be True or False; got 'yes'"),
+    ("predictions", lambda: E["predictions"]("tiny-gpt2", "The cat")(position=3, seed=-1),
+     ValueError, r"seed must be in 0\.\.4294967295; got -1"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=1, do_sample=1),
+     TypeError, "do_sample must be True or False; got 1"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat", generate=1.0), TypeError,
+     "generate must be an int >= 0; got 1.0"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
+        watch=1.5, position=1), TypeError, "watch must be a token .* got float"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings(positions=1.0),
+     TypeError, r"positions must be an int or a list of ints in 1\.\.1; got 1.0"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-gpt2")(
+        "The cat", include_layers=1.0), TypeError,
+     r"include_layers must be an int or a list of ints in 0\.\.1; got 1.0"),
+    ("attention_model_view", lambda: E["attention_model_view"]("tiny-gpt2")(
+        "The cat", include_heads="0"), TypeError,
+     r"include_heads must be an int or a list of ints in 0\.\.1; got '0'"),
+    ("attention_neuron_view", lambda: E["attention_neuron_view"]("tiny-gpt2")(
+        "The cat", "\ud800"), ValueError, "sentence_b must be valid Unicode"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(output=1), ValueError,
+     "output must be one of probability, logit; got 1"),
+    ("load_model", lambda: load_model((torch.nn.Linear(2, 2), load_model("tiny-gpt2").tokenizer)),
+     TypeError, "must be a transformers PreTrainedModel .* got Linear"),
+    ("load_model", lambda: load_model((vit(), load_model("tiny-gpt2").tokenizer)), ValueError,
+     "model must take token ids .* takes 'pixel_values'"),
+    ("load_model", lambda: load_model(
+        (load_model("tiny-bert").model, load_model("tiny-gpt2").tokenizer)), ValueError,
+     "tokenizer does not belong to .* 478 tokens and the model's embedding"),
+    ("load_model", lambda: load_model("tiny-gpt2", torch_dtype="float33"), ValueError,
+     "torch_dtype must be a floating torch.dtype or one of float32, .* got 'float33'"),
+    ("load_model", lambda: load_model("tiny-gpt2", torch_dtype=torch.int8), ValueError,
+     "torch_dtype must be a floating torch.dtype"),
+    ("load_model", lambda: load_model("tiny-gpt2", device="gpu"), ValueError,
+     "device must be a torch device such as 'cpu', 'cuda'.* got 'gpu'"),
+    ("load_model", lambda: load_model("tiny-gpt2", device="cuda:99"), ValueError,
+     "device 'cuda:99' needs CUDA|device must be cuda:0"),
+    ("load_model", lambda: load_model("tiny-gpt2", device=3.5), TypeError,
+     "device must be a string or a torch.device"),
 ]  # fmt: skip
 
 
 def test_the_table_covers_every_entry_point_with_enough_cases():
     covered = {name for name, *_ in CASES}
     assert set(ENTRY_POINTS) <= covered
-    assert len(CASES) >= 30
+    assert len(CASES) >= 70
 
 
 @pytest.fixture
@@ -368,3 +432,32 @@ def test_saved_pictures_are_valid_literal_and_the_same_bytes_in_two_processes(tm
             # matplotlib draws text as glyph paths, one definition per glyph used, named by
             # font and glyph index: "$" is drawn as a dollar sign, not taken for TeX.
             assert glyphs & DOLLAR_GLYPHS, name
+
+
+def test_numpy_integers_are_ints_everywhere():
+    """Indices and counts often come out of numpy (argmax, arange): they are ints."""
+    n = np.int64
+    predictions = E["predictions"]("tiny-gpt2", "The cat")(position=n(2), layer=n(1), topk=n(3))
+    assert predictions.layers == [1] and predictions.token_ids.shape == (1, 3)
+    assert E["activations"]("tiny-gpt2", "The cat")(n(1), seed=np.uint32(1)).factors.shape[0] == 1
+    view = E["attention_head_view"]("tiny-gpt2")("The cat", layer=n(1), heads=np.arange(2))
+    assert view.attentions["self"].shape[:2] == (2, 2)
+    a = E["attributions"]("tiny-gpt2", "The cat")(method="integrated_gradients", n_steps=n(4))
+    assert a.settings["n_steps"] == 4 and type(a.settings["n_steps"]) is int
+    out = E["rankings"]("tiny-gpt2")("The cat", generate=n(1), seed=n(3))
+    assert len(out) == 3 and out.rankings(positions=np.array([1, 2])).positions == [1, 2]
+
+
+def test_an_unknown_model_type_is_named_clearly(tmp_path):
+    import json
+
+    lm = load_model("tiny-gpt2")
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_type"] = "gpt-from-the-future"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ModelNotAvailableError, match="'gpt-from-the-future' model, an architecture"
+    ):
+        load_model(tmp_path)

@@ -243,7 +243,7 @@ LONG = "word " * 100  # tiny-gpt2 takes 64 positions
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "The cat")(position=2, layer=-1),
          ValueError, r"layer must be in 0\.\.1"),
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "The cat")(position=2, topk=0),
-         ValueError, r"topk must be an int in 1\.\."),
+         ValueError, r"topk must be in 1\.\.478"),
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "The cat")(position=2, topk=10**6),
          ValueError, "topk"),
         (lambda: lm_layers_explainer["predictions"]("tiny-gpt2", "The cat")(position="2"),
@@ -253,7 +253,7 @@ LONG = "word " * 100  # tiny-gpt2 takes 64 positions
         (lambda: lm_layers_explainer["rankings"]("tiny-bert")("the cat", generate=1),
          ValueError, "generate must be 0 for a masked model"),
         (lambda: lm_layers_explainer["rankings"]("tiny-gpt2")("The cat", generate=-1),
-         ValueError, "generate must be an int >= 0"),
+         ValueError, "generate must be >= 0; got -1"),
         (lambda: lm_layers_explainer["rankings"]("tiny-gpt2")(LONG), ValueError, "context"),
         (lambda: lm_layers_explainer["rankings"]("tiny-gpt2")("The cat").rankings_watch(
             watch=["cabinetry drawers"], position=2), ValueError, "not a single token"),

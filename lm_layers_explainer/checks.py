@@ -1,0 +1,100 @@
+"""One checker per kind of value, used by every explainer before any model work.
+
+Each names the parameter and what is valid. A value of the wrong kind is a TypeError, a
+value of the right kind out of range a ValueError. numpy scalars count as the Python kind
+they hold (``np.int64(3)`` is an int); ``True`` is not an int.
+
+>>> check_int(np.int64(3), "topk", 1, 10)
+3
+>>> check_int(0, "topk", 1, 10)
+Traceback (most recent call last):
+ValueError: topk must be in 1..10; got 0
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(value, name: str, low: int, high: int | None = None) -> int:
+    """An int in ``low..high`` (``>= low`` without ``high``)."""
+    bound = f"in {low}..{high}" if high is not None else f">= {low}"
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int {bound}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {bound}; got {value}")
+    return int(value)
+
+
+def check_index(value, size: int, name: str) -> int:
+    """An index in ``0..size-1`` (a layer, a head)."""
+    return check_int(value, name, 0, size - 1)
+
+
+def check_indices(values, size: int, name: str) -> list[int] | None:
+    """None, or a non-empty list of indices in ``0..size-1`` (one int is accepted too)."""
+    if values is None:
+        return None
+    if _is_int(values):
+        values = [values]
+    elif isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be an int or a list of ints in 0..{size - 1}; got {values!r}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must list at least one index in 0..{size - 1}")
+    return [check_index(v, size, name) for v in values]
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_number(value, name: str, low: float | None = None, *, above: bool = False) -> float:
+    """A finite real number, at least ``low`` (or strictly above it with ``above``)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+        value, (bool, np.bool_)
+    ):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if above else value < low)
+    if not math.isfinite(value) or too_low:
+        bound = "" if low is None else f" {'>' if above else '>='} {low:g}"
+        raise ValueError(f"{name} must be a finite number{bound}; got {value}")
+    return value
+
+
+def check_seed(value, name: str = "seed") -> int:
+    return check_int(value, name, *SEED_RANGE)
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_text(text, name: str = "text") -> str:
+    """A string with something besides whitespace, that can be encoded as UTF-8 (a lone
+    surrogate, as from a bad decode, cannot: tokenizers refuse it)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string; got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{name} must contain something besides whitespace; got an empty text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name} must be valid Unicode; character {error.start} is a lone surrogate "
+            f"{text[error.start]!r} (decode bytes with errors='replace' to avoid this)"
+        ) from None
+    return text

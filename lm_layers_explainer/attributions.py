@@ -39,6 +39,7 @@ from torch import nn
 
 from .checks import check_choice, check_int, check_seed, check_text
 from .forward import check_length, token_id, token_texts
+from .memory import MAX_ROWS, rows_that_fit
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 from .models import LoadedModel, load_model
 from .render import Result, escape, grid_figure, html_grid, progress, shade, visible
@@ -54,6 +55,10 @@ CONVENTIONS = ("deletion", "replacement")
 left is still a text), ``replacement`` puts the baseline (zero vector, pad or mask embedding)
 in its place (Petsiuk et al.'s deletion game; an input the model never saw in training)."""
 EXPLAINED_KINDS = ("causal", "masked", "classifier")
+REFUSE_ABOVE = 0.9
+"""A pass whose estimated memory exceeds this share of the free memory is refused."""
+SLOW_CALL = 3.0
+"""Seconds: an attribution expected to run longer shows a progress bar over its passes."""
 
 
 class ExplainedOutput(nn.Module):
@@ -95,9 +100,37 @@ class ExplainedOutput(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         logits = self.logits(embeddings)
-        if self.output == "logit":
-            return logits[:, self.target]
-        return logits.softmax(-1)[:, self.target]
+        value = (
+            logits[:, self.target] if self.output == "logit" else logits.softmax(-1)[:, self.target]
+        )
+        if self.after_pass is not None:
+            self.after_pass()
+        return value
+
+    after_pass = None
+    """Called after each pass (a progress bar's tick); Ctrl-C lands between passes."""
+
+
+class _PassProgress:
+    """A progress bar over the passes of one attribution, opened after the first pass if
+    the whole call looks longer than :data:`SLOW_CALL` seconds."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc = max(total, 1), desc
+        self.done, self.bar = 0, None
+        self.start = time.perf_counter()
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.done == 1 and (time.perf_counter() - self.start) * self.total > SLOW_CALL:
+            self.bar = progress(total=self.total, desc=self.desc)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _read(logits: torch.Tensor, index: int, output: str) -> float:
@@ -622,7 +655,7 @@ class AttributionsExplainer:
         output: str = "probability",
         baseline: str = "zero",
         n_steps: int = 50,
-        internal_batch_size: int = 32,
+        internal_batch_size: int | None = None,
         n_samples: int | None = None,
         window: int = 1,
         seed: int = 0,
@@ -632,7 +665,9 @@ class AttributionsExplainer:
         ``output``: explain the ``probability`` (softmax) or the ``logit``. ``baseline``:
         what replaces a token (``zero`` vector, or the embedding of the ``pad`` or ``mask``
         token). ``n_steps``: integration steps (integrated_gradients). ``internal_batch_size``:
-        how many interpolated or perturbed inputs go through the model at once.
+        how many interpolated or perturbed inputs go through the model at once; None
+        chooses it from the text's length and the free memory (``result.settings`` says what
+        was chosen), and a value whose estimated memory is not free is refused up front.
         ``n_samples``: samples of lime, kernel_shap, shapley_value_sampling (permutations)
         and deeplift_shap (baselines); None for each method's default. ``window``: tokens
         per occlusion window. ``seed``: for every random choice.
@@ -710,22 +745,59 @@ class AttributionsExplainer:
         check_choice(output, "output", OUTPUTS)
         self._check_baseline(baseline)
         n_steps = check_int(n_steps, "n_steps", 1, 10_000)
-        internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, 4096)
+        if internal_batch_size is not None:
+            internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, 4096)
         if n_samples is not None:
             n_samples = check_int(
                 n_samples, "n_samples", 2 if spec.name == "deeplift_shap" else 1, 100_000
             )
+        n_samples = n_samples if n_samples is not None else spec.default_samples
         window = check_int(window, "window", 1, len(self.ids))
         seed = check_seed(seed)
+        batch, memory = self._batch(spec, internal_batch_size, n_samples)
         return {
             "output": output,
             "baseline": baseline,
             "n_steps": n_steps,
-            "internal_batch_size": internal_batch_size,
-            "n_samples": n_samples if n_samples is not None else spec.default_samples,
+            "internal_batch_size": batch,
+            "n_samples": n_samples,
             "window": window,
             "seed": seed,
+            "memory": memory,
         }
+
+    def _batch(self, spec, internal_batch_size: int | None, n_samples) -> tuple[int, str]:
+        """Inputs per pass through the model, and what was chosen, in words; a ValueError
+        with the estimate when what the method needs is not free."""
+        n = len(self.ids)
+        backward = spec.family == "gradient"
+        fit = rows_that_fit(self.model, n, backward=backward)
+        limit = int(REFUSE_ABOVE * fit.available // fit.bytes_per_row)
+        per_row = f"{fit.bytes_per_row / 2**30:.2f} GiB per input on {n} tokens"
+        free = f"{fit.available / 2**30:.1f} GiB available"
+        if spec.batched and internal_batch_size is None:
+            if limit < 1:
+                raise ValueError(
+                    f"{spec.name} needs about {per_row}, more than the {free}: shorten the "
+                    "text, or free memory"
+                )
+            return fit.rows, f"internal_batch_size={fit.rows}, chosen: {fit.describe()}"
+        rows = internal_batch_size if spec.batched else spec.rows(n_samples)
+        if rows > max(limit, 0):
+            fix = (
+                f"internal_batch_size={max(limit, 1)} or less (None chooses)"
+                if spec.batched
+                else "fewer n_samples"
+                if spec.name == "deeplift_shap"
+                else "a shorter text"
+            )
+            raise ValueError(
+                f"{spec.name} would put {rows} inputs through the model at once, about "
+                f"{rows * fit.bytes_per_row / 2**30:.1f} GiB ({per_row}), more than the {free}: "
+                f"use {fix}"
+            )
+        batch = internal_batch_size if spec.batched else min(fit.rows, MAX_ROWS)
+        return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
 
     def _check_baseline(self, baseline) -> str:
         tokenizer = self.model.tokenizer
@@ -792,10 +864,19 @@ class AttributionsExplainer:
             n_samples=settings["n_samples"],
             window=settings["window"],
         )
+        batch = settings["internal_batch_size"]
+        f.after_pass = _PassProgress(
+            spec.passes(n_tokens, settings["n_steps"], batch, settings["n_samples"]),
+            f"{spec.name} ({len(self.ids)} tokens, batches of {batch})",
+        )
         with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
             torch.manual_seed(settings["seed"])
             start = time.perf_counter()
-            attribution, delta = spec.run(question)
+            try:
+                attribution, delta = spec.run(question)
+            finally:
+                f.after_pass.close()
+                f.after_pass = None
             seconds = time.perf_counter() - start
         scores = token_scores(spec, attribution.detach()[0].double()).cpu().numpy()
         # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per

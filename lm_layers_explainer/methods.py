@@ -55,6 +55,19 @@ class Method:
     default_samples: int | None = None
     cite: str = ""
     signal: str = "contribution"  # or "gradient": a sensitivity, not a share of f(x) - f(x')
+    batched: bool = False  # internal_batch_size sets how many inputs go through f at once
+    rows: Callable[[int | None], int] = lambda n_samples: 1  # else: inputs in its one pass
+
+    def passes(self, n_tokens: int, q_steps: int, batch: int, n_samples: int | None) -> int:
+        """About how many calls of f one attribution makes (for its progress bar)."""
+        if self.name == "integrated_gradients":
+            return -(-q_steps // batch) + 2  # + f(x) and f(x') for the convergence delta
+        if self.name in ("lime", "kernel_shap"):  # the sampled subsets only
+            return -(-n_samples // batch)
+        if self.family == "perturbation":  # the input itself, then the perturbed ones
+            evaluations = n_tokens if n_samples is None else n_samples * n_tokens
+            return -(-evaluations // batch) + 1
+        return 1
 
 
 def _captum(name: str):
@@ -241,6 +254,7 @@ METHODS: dict[str, Method] = {
             "gradient",
             _integrated_gradients,
             cite="sundararajan2017axiomatic",
+            batched=True,
         ),
         Method(
             "deeplift",
@@ -249,6 +263,7 @@ METHODS: dict[str, Method] = {
             "gradient",
             _deeplift,
             cite="shrikumar2017deeplift",
+            rows=lambda n_samples: 2,  # the input and the baseline
         ),
         Method(
             "deeplift_shap",
@@ -258,6 +273,7 @@ METHODS: dict[str, Method] = {
             _deeplift_shap,
             default_samples=10,
             cite="lundberg2017shap",
+            rows=lambda n_samples: 2 * n_samples,  # the input repeated, and each baseline
         ),
         Method(
             "guided_backprop",
@@ -304,6 +320,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             _occlusion,
             cite="zeiler2014visualizing",
+            batched=True,
         ),
         Method(
             "feature_ablation",
@@ -311,6 +328,7 @@ METHODS: dict[str, Method] = {
             "output drop when one token is replaced by the baseline",
             "perturbation",
             _feature_ablation,
+            batched=True,
         ),
         Method(
             "lime",
@@ -320,6 +338,7 @@ METHODS: dict[str, Method] = {
             _lime,
             default_samples=200,
             cite="ribeiro2016why",
+            batched=True,
         ),
         Method(
             "kernel_shap",
@@ -329,6 +348,7 @@ METHODS: dict[str, Method] = {
             _kernel_shap,
             default_samples=200,
             cite="lundberg2017shap",
+            batched=True,
         ),
         Method(
             "shapley_value_sampling",
@@ -338,6 +358,7 @@ METHODS: dict[str, Method] = {
             _shapley_value_sampling,
             default_samples=25,
             cite="strumbelj2010efficient",
+            batched=True,
         ),
     ]
 }

@@ -482,3 +482,119 @@ def test_arguments_are_checked_before_any_model_work(monkeypatch):
             explainer(**bad)
     with pytest.raises(ValueError):
         explainer.compare(["saliency"], n_samples=0)
+
+
+# --------------------------------------------------------------------------- memory, progress
+
+
+def _free_memory(monkeypatch, gib: float):
+    from lm_layers_explainer import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(gib * 2**30))
+
+
+def test_batches_are_chosen_to_fit_the_free_memory_and_shrink_with_length(monkeypatch):
+    from lm_layers_explainer import memory
+
+    lm = load_model("tiny-gpt2")
+    per_token = memory.bytes_per_row(lm, 60, backward=True) / memory.bytes_per_row(
+        lm, 5, backward=True
+    )
+    assert per_token > 12  # longer inputs cost more than proportionally (attention: n^2)
+    _free_memory(monkeypatch, 0.002)  # 2 MiB: room for a few long rows only
+    chosen = {}
+    for n_words in (2, 28):
+        explainer = Attributions(lm, "the cat " * n_words)
+        a = explainer(method="integrated_gradients", n_steps=8)
+        batch = a.settings["internal_batch_size"]
+        per_row = memory.bytes_per_row(lm, len(explainer.ids), backward=True)
+        assert batch * per_row <= memory.SHARE * 0.002 * 2**30
+        assert batch == memory.MAX_ROWS or (batch + 1) * per_row > memory.SHARE * 0.002 * 2**30
+        assert f"internal_batch_size={batch}, chosen: batches of {batch}" in a.settings["memory"]
+        chosen[n_words] = batch
+    assert chosen[28] < chosen[2]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"method": "integrated_gradients"}, r"needs about .* GiB per input on \d+ tokens"),
+        ({"method": "integrated_gradients", "internal_batch_size": 4},
+         r"would put 4 inputs through the model at once.*use internal_batch_size=1 or less"),
+        ({"method": "deeplift_shap", "n_samples": 50}, "use fewer n_samples"),
+        ({"method": "saliency"}, "use a shorter text"),
+    ],
+)  # fmt: skip
+def test_what_does_not_fit_is_refused_before_any_model_work(monkeypatch, options, message):
+    from transformers import PreTrainedModel
+
+    from lm_layers_explainer import memory
+
+    lm = load_model("tiny-gpt2")
+    text = "the cat " * 28
+    per_row = memory.bytes_per_row(lm, len(lm.tokenizer(text)["input_ids"]), backward=True)
+    free = 1.2 * per_row if "internal_batch_size" in options or "n_samples" in options else 0
+    _free_memory(monkeypatch, free / 2**30 + (0 if free else 1e-6))
+    explainer = Attributions(lm, text)
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError("the model ran before the memory was checked")
+
+    monkeypatch.setattr(PreTrainedModel, "__call__", forbidden)
+    with pytest.raises(ValueError, match=message):
+        explainer(target=3, **options)
+
+
+def test_a_slow_call_shows_progress_over_its_passes(monkeypatch):
+    from lm_layers_explainer import attributions
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(attributions, "SLOW_CALL", 0.0)  # every call counts as slow
+    monkeypatch.setattr(attributions, "progress", lambda total, desc: Bar(total, desc))
+    explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
+    explainer(method="integrated_gradients", n_steps=10, internal_batch_size=3)
+    (bar,) = bars
+    assert bar.total == bar.n == 6 and bar.closed  # 4 batches of steps, f(x) and f(x')
+    assert bar.desc == "integrated_gradients (5 tokens, batches of 3)"
+    explainer(method="lime", n_samples=20, internal_batch_size=8)
+    assert bars[1].n == bars[1].total == 3  # 20 sampled subsets in batches of 8
+    monkeypatch.setattr(attributions, "SLOW_CALL", 1e9)
+    explainer(method="lime", n_samples=20, internal_batch_size=8)
+    assert len(bars) == 2  # a quick call shows no bar
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "lime", "deeplift"])
+def test_ctrl_c_stops_after_the_current_pass_and_leaves_the_model_clean(monkeypatch, method):
+    explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
+    lm = explainer.model
+    expected = Attributions("tiny-gpt2", CAUSAL_TEXT)(method=method, target=3).scores
+    model_forward = type(lm.model).forward
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return model_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(lm.model), "forward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        explainer(method=method, target=3, internal_batch_size=2, n_samples=20)
+    monkeypatch.setattr(type(lm.model), "forward", model_forward)
+    assert len(calls) == 2
+    for module in lm.model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+        assert not module._backward_hooks
+    np.testing.assert_allclose(explainer(method=method, target=3).scores, expected, atol=1e-6)

@@ -81,12 +81,15 @@ def sample():
     while not stop.is_set():
         peak[0] = max(peak[0], rss()); time.sleep(0.005)
 sampler = threading.Thread(target=sample, daemon=True); sampler.start()
+first = time.perf_counter()
 work()  # the first call: its peak memory is what a user needs; its time is a warm-up
+first = time.perf_counter() - first
 stop.set(); sampler.join()
 times = []
 for _ in range({repeats}):
     start = time.perf_counter(); work(); times.append(time.perf_counter() - start)
-print(json.dumps({{"seconds": statistics.median(times), "peak_mb": (peak[0] - base) / 2**20}}))
+seconds = statistics.median(times) if times else first  # 0 repeats: the first call's time
+print(json.dumps({{"seconds": seconds, "peak_mb": (peak[0] - base) / 2**20}}))
 """
 
 LENS_SETUP = """
@@ -107,6 +110,22 @@ def f(x):  # logits_to_keep: only the last position goes through the unembedding
                    use_cache=False, logits_to_keep=1).logits
     return logits[:, -1].softmax(-1)[:, target]
 per_token = torch.arange(ids.shape[1]).view(1, -1, 1).expand_as(embeddings).clone()
+"""
+
+# A 512-token text (a paragraph repeated, cut at 512 tokens); the floors use the batch sizes
+# ours chooses on this machine (printed), so that the ratio is the overhead, not the choice.
+LONG_TEXT_SETUP = """
+from captum.attr import Lime
+from captum._utils.models.linear_model import SkLearnRidge
+from lm_layers_explainer.memory import rows_that_fit
+paragraph = ("Heathrow airport is in the city of London. The Eiffel Tower stands in the city of "
+             "Paris. The keys to the cabinet are on the table, and the cat sat on the mat while "
+             "the dog lay on the rug. ")
+text = tokenizer.decode(tokenizer(paragraph * 20)["input_ids"][:512])
+ids = torch.tensor([tokenizer(text)["input_ids"]])
+assert ids.shape[1] == 512, ids.shape
+backward_rows = rows_that_fit(lm, 512, backward=True).rows
+forward_rows = rows_that_fit(lm, 512, backward=False).rows
 """
 
 # MiniLM with a new 2-class head (seeded): the probability of its top class. The scores mean
@@ -142,6 +161,7 @@ class Case(NamedTuple):
     ours: str
     bare: str
     peers: dict[str, tuple[str, str]] = {}
+    repeats: int | None = None  # None: --repeats; 0: time the first call (long cases)
 
 
 def _bertviz_case(view: str) -> Case:
@@ -262,6 +282,26 @@ NMF(n_components=n, init="random", random_state=0, max_iter=500, tol=1e-3).fit_t
         },
     ),
     Case(
+        "attributions, 512 tokens (integrated_gradients, 50 steps)",
+        {"SmolLM2-135M-Instruct"},
+        LONG_TEXT_SETUP + CAUSAL_ATTRIBUTION_SETUP,
+        "E['attributions'](lm, text)(method='integrated_gradients')",
+        """IntegratedGradients(f).attribute(
+    embeddings.clone().requires_grad_(True), baselines=torch.zeros_like(embeddings),
+    n_steps=50, internal_batch_size=backward_rows, return_convergence_delta=True)""",
+        repeats=0,
+    ),
+    Case(
+        "attributions, 512 tokens (lime, 200 samples)",
+        {"SmolLM2-135M-Instruct"},
+        LONG_TEXT_SETUP + CAUSAL_ATTRIBUTION_SETUP,
+        "E['attributions'](lm, text)(method='lime')",
+        """Lime(f, interpretable_model=SkLearnRidge(alpha=1.0)).attribute(
+    embeddings, baselines=torch.zeros_like(embeddings), feature_mask=per_token,
+    n_samples=200, perturbations_per_eval=forward_rows)""",
+        repeats=0,
+    ),
+    Case(
         "attributions (integrated_gradients, 50 steps; 2-class head)",
         {"all-MiniLM-L6-v2"},
         CLASSIFIER_ATTRIBUTION_SETUP,
@@ -364,8 +404,9 @@ def main() -> None:
         for case in CASES:
             if case.models is not None and model not in case.models or args.only not in case.name:
                 continue
-            a = measure(model, case.setup, case.ours, repeats)
-            b = measure(model, case.setup, case.bare, repeats)
+            times = repeats if case.repeats is None else min(case.repeats, repeats)
+            a = measure(model, case.setup, case.ours, times)
+            b = measure(model, case.setup, case.bare, times)
             print(
                 f"| {model} | {case.name} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
                 f"{_ratio(a, b)} | {a['peak_mb']:.0f} | {b['peak_mb']:.0f} |",

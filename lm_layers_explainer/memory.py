@@ -1,8 +1,8 @@
 """How many inputs go through the model at once: chosen from the input's size and the memory
 this machine has free, before any work.
 
->>> rows_that_fit(lm, n_tokens=512, backward=True)
-Fit(rows=3, bytes_per_row=1_400_000_000, available=11_000_000_000)
+>>> rows_that_fit(lm, n_tokens=512, backward=True)     # SmolLM2, 24 GB free
+Fit(rows=7, bytes_per_row=1656815616, available=24522735616)
 
 A pass with gradients keeps every layer's activations for the backward pass: per input row
 about ``layers x tokens x (12 d + 4 f + 3 h n)`` numbers (hidden size d, feed-forward size f,
@@ -26,6 +26,9 @@ SHARE = 0.5
 """Of the memory available, the share a batch may plan to use (the rest: the caller's)."""
 MAX_ROWS = 32
 """The most rows per batch: beyond it, larger batches no longer run faster on a CPU."""
+TOKENS_PER_PASS = 4096
+"""The most tokens per batch (32 rows of 128): a larger pass is no faster per token on a
+CPU, and Ctrl-C has to wait for the pass in progress (about 10 s at 4096 on SmolLM2)."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,10 @@ def bytes_per_row(lm: LoadedModel, n_tokens: int, *, backward: bool) -> int:
 
 
 def rows_that_fit(lm: LoadedModel, n_tokens: int, *, backward: bool) -> Fit:
-    """The largest batch (1..MAX_ROWS) whose estimate fits in SHARE of the free memory."""
+    """The largest batch whose estimate fits in SHARE of the free memory, of at most
+    MAX_ROWS rows and TOKENS_PER_PASS tokens (at least one row)."""
     per_row = bytes_per_row(lm, n_tokens, backward=backward)
     available = available_bytes(lm.device)
-    rows = max(1, min(MAX_ROWS, int(SHARE * available // max(per_row, 1))))
+    most = min(MAX_ROWS, TOKENS_PER_PASS // max(n_tokens, 1))
+    rows = max(1, min(most, int(SHARE * available // max(per_row, 1))))
     return Fit(rows, per_row, available)

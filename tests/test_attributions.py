@@ -509,7 +509,8 @@ def test_batches_are_chosen_to_fit_the_free_memory_and_shrink_with_length(monkey
         batch = a.settings["internal_batch_size"]
         per_row = memory.bytes_per_row(lm, len(explainer.ids), backward=True)
         assert batch * per_row <= memory.SHARE * 0.002 * 2**30
-        assert batch == memory.MAX_ROWS or (batch + 1) * per_row > memory.SHARE * 0.002 * 2**30
+        most = min(memory.MAX_ROWS, memory.TOKENS_PER_PASS // len(explainer.ids))
+        assert batch == most or (batch + 1) * per_row > memory.SHARE * 0.002 * 2**30
         assert f"internal_batch_size={batch}, chosen: batches of {batch}" in a.settings["memory"]
         chosen[n_words] = batch
     assert chosen[28] < chosen[2]
@@ -543,6 +544,18 @@ def test_what_does_not_fit_is_refused_before_any_model_work(monkeypatch, options
     monkeypatch.setattr(PreTrainedModel, "__call__", forbidden)
     with pytest.raises(ValueError, match=message):
         explainer(target=3, **options)
+
+
+def test_a_pass_holds_at_most_tokens_per_pass_so_ctrl_c_never_waits_long(monkeypatch):
+    from lm_layers_explainer import memory
+
+    _free_memory(monkeypatch, 1000)  # memory is no limit here
+    monkeypatch.setattr(memory, "TOKENS_PER_PASS", 120)
+    explainer = Attributions("tiny-gpt2", "the cat " * 20)
+    n = len(explainer.ids)
+    for method in ("integrated_gradients", "lime"):
+        batch = explainer(method=method, n_steps=4, n_samples=8).settings["internal_batch_size"]
+        assert batch == 120 // n < memory.MAX_ROWS
 
 
 def test_a_slow_call_shows_progress_over_its_passes(monkeypatch):

@@ -57,6 +57,8 @@ in its place (Petsiuk et al.'s deletion game; an input the model never saw in tr
 EXPLAINED_KINDS = ("causal", "masked", "classifier")
 REFUSE_ABOVE = 0.9
 """A pass whose estimated memory exceeds this share of the free memory is refused."""
+FAITHFULNESS_PROGRESS = 32
+"""Deletion curves over at least this many tokens (2 n + 2 passes) show a progress bar."""
 SLOW_CALL = 3.0
 """Seconds: an attribution expected to run longer shows a progress bar over its passes."""
 
@@ -922,11 +924,13 @@ class AttributionsExplainer:
             sorted(set(range(len(self.ids))) - set(order[:k])) for k in range(len(order) + 1)
         ]
         inserted = [sorted(always + order[:k]) for k in range(len(order) + 1)]
-        if convention == "deletion":
-            outputs = [
-                self._output_with(kept, result.target, settings["output"])
-                for kept in deleted + inserted
-            ]
+        if convention == "deletion":  # texts of different lengths: one pass each
+            texts = progress(
+                deleted + inserted,
+                desc=f"faithfulness ({len(order)} tokens deleted one by one)",
+                show=len(order) >= FAITHFULNESS_PROGRESS,
+            )
+            outputs = [self._output_with(kept, result.target, settings["output"]) for kept in texts]
         else:
             x = self._embeddings()
             replaced = self._baseline(x, baseline)

@@ -611,3 +611,23 @@ def test_ctrl_c_stops_after_the_current_pass_and_leaves_the_model_clean(monkeypa
         assert not module._forward_hooks and not module._forward_pre_hooks
         assert not module._backward_hooks
     np.testing.assert_allclose(explainer(method=method, target=3).scores, expected, atol=1e-6)
+
+
+def test_a_long_deletion_curve_shows_progress(monkeypatch):
+    from lm_layers_explainer import attributions
+
+    shown = []
+    real_progress = attributions.progress
+
+    def recorded(items=None, **options):
+        shown.append(options)
+        return real_progress(items, **options)
+
+    monkeypatch.setattr(attributions, "progress", recorded)
+    long_text = Attributions("tiny-gpt2", "the cat sat " * 12)
+    long_text(method="saliency", target=3).faithfulness()
+    short_text = Attributions("tiny-gpt2", CAUSAL_TEXT)
+    short_text(method="saliency", target=3).faithfulness()
+    deletion = [o for o in shown if o["desc"].startswith("faithfulness")]
+    assert [o["show"] for o in deletion] == [True, False]
+    assert deletion[0]["desc"] == f"faithfulness ({len(long_text.ids)} tokens deleted one by one)"

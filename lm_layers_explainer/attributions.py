@@ -39,7 +39,7 @@ from torch import nn
 
 from .checks import check_choice, check_int, check_seed, check_text
 from .forward import check_length, token_id, token_texts
-from .memory import MAX_ROWS, rows_that_fit
+from .memory import rows_that_fit
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 from .models import LoadedModel, load_model
 from .render import Result, escape, grid_figure, html_grid, progress, shade, visible
@@ -798,7 +798,7 @@ class AttributionsExplainer:
                 f"{rows * fit.bytes_per_row / 2**30:.1f} GiB ({per_row}), more than the {free}: "
                 f"use {fix}"
             )
-        batch = internal_batch_size if spec.batched else min(fit.rows, MAX_ROWS)
+        batch = internal_batch_size if spec.batched else fit.rows
         return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
 
     def _check_baseline(self, baseline) -> str:

@@ -20,14 +20,25 @@ import numpy as np
 SEED_RANGE = (0, 2**32 - 1)
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An int or a numpy integer, not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def int_list(values, name: str, valid: str) -> list:
+    """One int, or an iterable (not a string) of values, as a list; ``valid`` says which
+    ints (``"in 0..5"``) in the TypeError. The items are for the caller to check."""
+    if is_int(values):
+        return [values]
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be an int or a list of ints {valid}; got {values!r}")
+    return list(values)
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:
     """An int in ``low..high`` (``>= low`` without ``high``)."""
     bound = f"in {low}..{high}" if high is not None else f">= {low}"
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int {bound}; got {value!r}")
     if value < low or (high is not None and value > high):
         raise ValueError(f"{name} must be {bound}; got {value}")
@@ -43,11 +54,7 @@ def check_indices(values, size: int, name: str) -> list[int] | None:
     """None, or a non-empty list of indices in ``0..size-1`` (one int is accepted too)."""
     if values is None:
         return None
-    if _is_int(values):
-        values = [values]
-    elif isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be an int or a list of ints in 0..{size - 1}; got {values!r}")
-    values = list(values)
+    values = int_list(values, name, f"in 0..{size - 1}")
     if not values:
         raise ValueError(f"{name} must list at least one index in 0..{size - 1}")
     return [check_index(v, size, name) for v in values]

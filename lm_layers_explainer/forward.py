@@ -15,7 +15,6 @@ import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .checks import (  # noqa: F401  (the explainers import the checkers from here too)
@@ -25,6 +24,7 @@ from .checks import (  # noqa: F401  (the explainers import the checkers from he
     check_int,
     check_seed,
     check_text,
+    is_int,
 )
 from .models import LoadedModel
 from .render import progress
@@ -82,7 +82,7 @@ def token_id(lm: LoadedModel, token, name: str, id_name: str | None = None) -> i
                 "a token id"
             )
         return int(ids[0])
-    if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
+    if not is_int(token):
         raise TypeError(f"{name} must be an int (a token id) or a token text; got {token!r}")
     if not 0 <= int(token) < lm.vocab_size:
         raise ValueError(f"{id_name} must be in 0..{lm.vocab_size - 1}; got {token}")
@@ -172,7 +172,7 @@ def position_range(lm: LoadedModel, seq: Sequence, allow_generation: bool) -> tu
 
 def check_position(position, lm: LoadedModel, seq: Sequence, *, allow_generation: bool) -> int:
     low, high = position_range(lm, seq, allow_generation)
-    if isinstance(position, (bool, np.bool_)) or not isinstance(position, (int, np.integer)):
+    if not is_int(position):
         raise TypeError(f"position must be an int; got {type(position).__name__}")
     position = int(position)
     if position < low or (high is not None and position > high):

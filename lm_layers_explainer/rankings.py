@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import int_list
 from .forward import (
     Sequence,
     check_generation,
@@ -149,13 +150,7 @@ class RankingsOutput(TokensResult):
             start = self.n_input if len(self) > self.n_input else low
             positions = list(range(start, last + 1))
         else:
-            if isinstance(positions, (int, np.integer)):
-                positions = [positions]
-            elif isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
-                raise TypeError(
-                    f"positions must be an int or a list of ints in {low}..{last}; got "
-                    f"{positions!r}"
-                )
+            positions = int_list(positions, "positions", f"in {low}..{last}")
             positions = [
                 check_position(p, self.lm, self.sequence, allow_generation=False) for p in positions
             ]

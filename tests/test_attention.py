@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from tiny_models import tiny
+from helpers import tiny
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 

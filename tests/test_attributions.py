@@ -5,6 +5,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
+from helpers import interrupt_at_pass, restore_forward
 from torch import nn
 
 from lm_layers_explainer import lm_layers_explainer, load_model
@@ -593,19 +594,10 @@ def test_ctrl_c_stops_after_the_current_pass_and_leaves_the_model_clean(monkeypa
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
     lm = explainer.model
     expected = Attributions("tiny-gpt2", CAUSAL_TEXT)(method=method, target=3).scores
-    model_forward = type(lm.model).forward
-    calls = []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return model_forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(lm.model), "forward", interrupted)
+    calls = interrupt_at_pass(monkeypatch, lm.model, 2)
     with pytest.raises(KeyboardInterrupt):
         explainer(method=method, target=3, internal_batch_size=2, n_samples=20)
-    monkeypatch.setattr(type(lm.model), "forward", model_forward)
+    restore_forward(monkeypatch, lm.model)
     assert len(calls) == 2
     for module in lm.model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks

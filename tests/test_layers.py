@@ -5,6 +5,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
+from helpers import interrupt_at_pass, restore_forward
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 from lm_layers_explainer.forward import encode
@@ -342,21 +343,12 @@ def test_long_generation_shows_progress_and_stops_cleanly_on_ctrl_c(monkeypatch)
         return real_progress(items, **options)
 
     monkeypatch.setattr(forward, "progress", recorded)
-    calls = []
-    model_forward = type(lm.model).forward
-
-    def interrupted_at_the_fifth_pass(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return model_forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(lm.model), "forward", interrupted_at_the_fifth_pass)
+    calls = interrupt_at_pass(monkeypatch, lm.model, 5)
     with pytest.raises(KeyboardInterrupt):
         predictions(position=40)
     assert len(calls) == 5  # stopped at once, between two tokens
     assert bars == [{"desc": "generating", "show": True}]  # 38 tokens: a progress bar
-    monkeypatch.setattr(type(lm.model), "forward", model_forward)
+    restore_forward(monkeypatch, lm.model)
     assert not any(module._forward_hooks for module in lm.model.modules())
     fresh = lm_layers_explainer["predictions"](lm, "The cat")(position=40, layer=1)
     assert predictions(position=40, layer=1).tokens == fresh.tokens

@@ -22,7 +22,7 @@ import shap
 import torch
 from bertviz import neuron_view as bertviz_neuron_view
 from bertviz.transformers_neuron_view import BertModel as BertvizBertModel
-from tiny_models import tiny
+from helpers import tiny
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 from lm_layers_explainer.forward import token_texts

@@ -1,4 +1,5 @@
-"""Random tiny models of families the catalog does not build (fixed seed), shared by tests."""
+"""Shared by tests: random tiny models of families the catalog does not build (fixed seed),
+and an interruption of a model's forward pass."""
 
 import torch
 
@@ -24,3 +25,25 @@ def tiny(family: str):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return model_class(config).eval(), tokenizer
+
+
+def interrupt_at_pass(monkeypatch, model, n: int) -> list:
+    """Make ``model``'s n-th forward pass raise KeyboardInterrupt (as Ctrl-C would); returns
+    the list that gets one entry per pass started. Restore with ``restore_forward``."""
+    forward = type(model).forward
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", interrupted)
+    monkeypatch.setattr(interrupted, "original", forward, raising=False)
+    return calls
+
+
+def restore_forward(monkeypatch, model) -> None:
+    """Undo :func:`interrupt_at_pass` before the test ends."""
+    monkeypatch.setattr(type(model), "forward", type(model).forward.original)

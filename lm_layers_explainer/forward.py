@@ -17,15 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import (  # noqa: F401  (the explainers import the checkers from here too)
-    check_bool,
-    check_index,
-    check_indices,
-    check_int,
-    check_seed,
-    check_text,
-    is_int,
-)
+from .checks import check_bool, check_int, check_seed, check_text, is_int
 from .models import LoadedModel
 from .render import progress
 

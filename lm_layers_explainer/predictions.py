@@ -13,16 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .forward import (
-    check_index,
-    check_int,
-    check_position,
-    check_sampling,
-    encode,
-    extend,
-    predicted_from,
-    token_texts,
-)
+from .checks import check_index, check_int
+from .forward import check_position, check_sampling, encode, extend, predicted_from, token_texts
 from .lens import LogitLens, require_head
 from .models import load_model
 from .render import Result, grid_figure, html_grid, progress, visible

@@ -14,10 +14,12 @@ from functools import cached_property
 
 import numpy as np
 
+from .base import Explainer
 from .checks import check_index, check_int, check_number, check_seed
-from .forward import encode, run, spaced_tokens
-from .models import feed_forward_down, load_model
+from .forward import spaced_tokens
+from .models import feed_forward_down
 from .render import Result, escape, visible
+from .tasks import run
 
 # Ten colours that stay apart on screen and in print (matplotlib's tab10).
 PALETTE = [
@@ -161,7 +163,7 @@ class ActivationsResult(Result):
         return figure
 
 
-class ActivationsExplainer:
+class ActivationsExplainer(Explainer):
     """Feed-forward neuron activations, decomposed into a few factors over the tokens (NMF).
 
     >>> activations = lm_layers_explainer["activations"](model, text)
@@ -175,24 +177,24 @@ class ActivationsExplainer:
     encoder's layers are used. ``seed``, ``max_iter`` and ``tol`` go to scikit-learn's NMF.
     """
 
+    text_required = True
+
     def __init__(self, model, text: str):
-        self.model = load_model(model)
-        lm = self.model
-        self.sequence = encode(lm, text)
-        encoder = lm.kind == "seq2seq"
-        blocks = lm.encoder_layers if encoder else lm.layers
+        super().__init__(model, text)
+        lm, sequence = self.lm, self.sequence
+        self._encoder = lm.encoder_layers is not None  # seq2seq: the encoder reads the text
+        blocks = lm.encoder_layers if self._encoder else lm.layers
         self.n_layers = len(blocks)
-        self._downs = [feed_forward_down(block) for block in blocks]
-        self.tokens = self.sequence.encoder_tokens if encoder else self.sequence.tokens
-        self.token_ids = self.sequence.encoder_ids if encoder else self.sequence.ids
-        self.spaced = spaced_tokens(lm, self.sequence.text, self.tokens)
+        self._downs = [feed_forward_down(lm, block) for block in blocks]
+        self.tokens = sequence.encoder_tokens if self._encoder else sequence.tokens
+        self.token_ids = sequence.encoder_ids if self._encoder else sequence.ids
+        self.spaced = spaced_tokens(lm, sequence.text, self.tokens)
 
     @cached_property
     def activations(self) -> np.ndarray:
         """(layers, tokens, neurons), float32 on the CPU: captured by one hooked forward
         pass, on first use (so that bad arguments are refused before it runs)."""
-        encoder = self.model.kind == "seq2seq"
-        _, captured = run(self.sequence, self._downs, inputs=True, encoder=encoder)
+        _, captured = run(self.sequence, self._downs, inputs=True, encoder=self._encoder)
         return np.stack([a.float().cpu().numpy() for a in captured])
 
     def explore(self, n_components: int = 8, from_layer=None, to_layer=None):
@@ -238,7 +240,7 @@ class ActivationsExplainer:
         )
         per_token = model.fit_transform(data)
         return ActivationsResult(
-            model_name=self.model.name,
+            model_name=self.lm.name,
             tokens=self.tokens,
             factors=per_token.T,
             components=model.components_,

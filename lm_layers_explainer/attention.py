@@ -15,11 +15,14 @@ import numpy as np
 import torch
 
 from ._bertviz import self_contained
-from .checks import check_index, check_indices, check_text
-from .forward import check_length, token_texts
-from .models import LoadedModel, load_model
+from .base import Explainer
+from .checks import check_choice, check_index, check_indices
+from .families import config_value, neuron_families
+from .models import LoadedModel
 from .render import Result, visible
+from .tasks import Sequence, attention_weights, encode, run, token_texts
 
+DISPLAY_MODES = ("light", "dark")
 LONG_INPUT = 128
 """Above this many tokens a view warns: bertviz draws every head, and the browser slows down."""
 
@@ -54,11 +57,11 @@ class AttentionResult(Result):
     def to_html(self) -> str:
         return self.html
 
-    def _axes_tokens(self, kind: str) -> tuple[list[str], list[str]]:
+    def _axes_tokens(self, part: str) -> tuple[list[str], list[str]]:
         """(query tokens, key tokens) of an attention type."""
-        if kind == "encoder":
+        if part == "encoder":
             return self.encoder_tokens, self.encoder_tokens
-        if kind == "cross":
+        if part == "cross":
             return self.tokens, self.encoder_tokens
         return self.tokens, self.tokens
 
@@ -121,95 +124,43 @@ class AttentionResult(Result):
         return figure
 
 
-class _AttentionView:
-    """Shared by the head and model views: inputs, attentions, checks."""
+class _AttentionView(Explainer):
+    """Shared by the views: the model, the text (or pair), its attentions, checks."""
 
     view = ""
+    text_names = ("sentence_a", "sentence_b")
 
-    def __init__(self, model):
-        self.model = load_model(model)
-
-    def _inputs(self, sentence_a: str, sentence_b: str | None):
-        """(token ids per part, where sentence_b starts, other model inputs).
-
-        The other inputs are what the tokenizer returns besides the ids and the all-ones
-        mask: for a BERT-style pair, the ``token_type_ids`` that tell the model which segment
-        each token is in (without them it reads both sentences as the first).
-        """
-        lm = self.model
-        check_text(sentence_a, "sentence_a")
-        if sentence_b is not None:
-            check_text(sentence_b, "sentence_b")
-        tokenizer = lm.tokenizer
-        if lm.kind == "seq2seq":
-            if sentence_b is None:
-                raise ValueError(
-                    "sentence_b is required for a seq2seq model: it is the decoder's input "
-                    "(sentence_a goes to the encoder)"
-                )
-            encoder_ids = tokenizer(sentence_a)["input_ids"]
-            decoder_ids = tokenizer(sentence_b)["input_ids"]
-            return {"encoder": encoder_ids, "decoder": decoder_ids}, None, {}
-        if lm.kind == "causal" and sentence_b is not None:  # the second text continues the first
-            first = tokenizer(sentence_a)["input_ids"]
-            second = tokenizer(sentence_b, add_special_tokens=False)["input_ids"]
-            return {"self": first + second}, len(first), {}
-        if sentence_b is None:
-            encoded = tokenizer(sentence_a)
-            start = None
-        else:
-            encoded = tokenizer(sentence_a, sentence_b)
-            types = encoded.get("token_type_ids")
-            start = (
-                types.index(1) if types and 1 in types else len(tokenizer(sentence_a)["input_ids"])
+    def _sequence(self, sentence_a, sentence_b) -> Sequence:
+        """The text (or pair) of this call; a seq2seq model needs both (encoder, decoder)."""
+        sentence_a, sentence_b = self.texts_for(sentence_a, sentence_b)
+        if self.lm.task.encoder_decoder and sentence_b is None:
+            raise ValueError(
+                "sentence_b is required for a seq2seq model: it is the decoder's input "
+                "(sentence_a goes to the encoder)"
             )
-        extra = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
-        return {"self": list(encoded["input_ids"])}, start, extra
+        if sentence_a is self.text:
+            return self.sequence_for()
+        return self.sequence_for(sentence_a, sentence_b)
 
-    def _check_lengths(self, ids: dict) -> None:
-        for part, sequence in ids.items():
-            check_length(self.model, len(sequence), part)
-        if max(map(len, ids.values())) > LONG_INPUT:  # read at call time: tests may lower it
+    def _warn_if_long(self, seq: Sequence) -> None:
+        longest = max(len(seq), len(seq.encoder_ids or ()))
+        if longest > LONG_INPUT:  # read at call time: tests may lower it
             warnings.warn(
-                f"{max(map(len, ids.values()))} tokens: the interactive view draws every head "
+                f"{longest} tokens: the interactive view draws every head "
                 "and may freeze the browser; pass include_layers=[...] (and heads=[...]) to "
                 "show fewer, as bertviz's documentation advises",
                 stacklevel=4,
             )
 
-    def _attentions(self, ids: dict, extra: dict) -> dict[str, np.ndarray]:
-        lm: LoadedModel = self.model
-        self._check_lengths(ids)
-        device = lm.device
-        with torch.no_grad():
-            if lm.kind == "seq2seq":
-                out = lm.model(
-                    input_ids=torch.tensor([ids["encoder"]], device=device),
-                    decoder_input_ids=torch.tensor([ids["decoder"]], device=device),
-                    output_attentions=True,
-                )
-                found = {
-                    "encoder": out.encoder_attentions,
-                    "decoder": out.decoder_attentions,
-                    "cross": out.cross_attentions,
-                }
-            else:
-                inputs = {k: torch.tensor([v], device=device) for k, v in extra.items()}
-                found = {
-                    "self": lm.model(
-                        input_ids=torch.tensor([ids["self"]], device=device),
-                        output_attentions=True,
-                        **inputs,
-                    ).attentions
-                }
-        _require_weights(lm, found)
+    def _attentions(self, seq: Sequence) -> dict[str, np.ndarray]:
+        self._warn_if_long(seq)
+        output, _ = run(seq, attentions=True)
+        found = attention_weights(output)
+        _require_weights(self.lm, found)
         return {
             name: torch.cat([a.float().cpu() for a in value]).numpy()
             for name, value in found.items()
         }
-
-    def _tokens(self, ids):
-        return token_texts(self.model.tokenizer, ids)
 
     def _height(self, tokens: list[str], encoder_tokens: list[str] | None, options) -> int:
         """Pixel height of the view's frame: room for the longer token column."""
@@ -253,7 +204,7 @@ class AttentionHeadView(_AttentionView):
 
     def __call__(
         self,
-        sentence_a: str,
+        sentence_a: str | None = None,
         sentence_b: str | None = None,
         *,
         layer: int | None = None,
@@ -262,8 +213,8 @@ class AttentionHeadView(_AttentionView):
     ) -> AttentionResult:
         from bertviz import head_view
 
-        ids, b_start, extra = self._inputs(sentence_a, sentence_b)
-        n_layers, n_heads = _layer_and_head_counts(self.model)
+        seq = self._sequence(sentence_a, sentence_b)
+        n_layers, n_heads = _layer_and_head_counts(self.lm)
         include_layers = check_indices(include_layers, n_layers, "include_layers")
         heads = check_indices(heads, n_heads, "heads")
         if layer is not None:
@@ -272,26 +223,23 @@ class AttentionHeadView(_AttentionView):
                 raise ValueError(
                     f"layer must be one of include_layers {include_layers}; got {layer}"
                 )
-        attentions = self._attentions(ids, extra)
+        attentions = self._attentions(seq)
         options = {"heads": heads, "layer": layer, "include_layers": include_layers}
-        return self._result(attentions, ids, b_start, head_view, options)
+        return self._result(attentions, seq, head_view, options)
 
-    def _result(self, attentions, ids, b_start, draw, options) -> AttentionResult:
+    def _result(self, attentions, seq: Sequence, draw, options) -> AttentionResult:
         # 4 decimals are plenty for line opacities and make the embedded JSON 3x smaller.
         as_tensors = {
             k: tuple(torch.from_numpy(np.round(v[:, None].astype(np.float64), 4)))
             for k, v in attentions.items()
         }
+        tokens, encoder_tokens = seq.tokens, seq.encoder_tokens
         if "self" in attentions:
-            tokens = self._tokens(ids["self"])
-            encoder_tokens = None
             raw = draw(
-                attention=as_tensors["self"], tokens=tokens, sentence_b_start=b_start,
+                attention=as_tensors["self"], tokens=tokens, sentence_b_start=seq.pair_start,
                 html_action="return", **options,
             )  # fmt: skip
         else:
-            tokens = self._tokens(ids["decoder"])
-            encoder_tokens = self._tokens(ids["encoder"])
             raw = draw(
                 encoder_attention=as_tensors["encoder"],
                 decoder_attention=as_tensors["decoder"],
@@ -303,13 +251,13 @@ class AttentionHeadView(_AttentionView):
             )
         height = self._height(tokens, encoder_tokens, options)
         return AttentionResult(
-            model_name=self.model.name,
+            model_name=self.lm.name,
             view=self.view,
             tokens=tokens,
             attentions=attentions,
-            html=self_contained(raw.data, height, f"{self.view} view of {self.model.name}"),
+            html=self_contained(raw.data, height, f"{self.view} view of {self.lm.name}"),
             encoder_tokens=encoder_tokens,
-            sentence_b_start=b_start,
+            sentence_b_start=seq.pair_start,
         )
 
 
@@ -328,12 +276,12 @@ class AttentionModelView(AttentionHeadView):
 
     def _height(self, tokens, encoder_tokens, options) -> int:
         """One row of thumbnails per layer shown."""
-        n_layers = len(options["include_layers"] or range(self.model.n_layers))
+        n_layers = len(options["include_layers"] or range(self.lm.n_layers))
         return 140 + 105 * n_layers
 
     def __call__(
         self,
-        sentence_a: str,
+        sentence_a: str | None = None,
         sentence_b: str | None = None,
         *,
         include_layers: list[int] | None = None,
@@ -342,24 +290,20 @@ class AttentionModelView(AttentionHeadView):
     ) -> AttentionResult:
         from bertviz import model_view
 
-        if display_mode not in ("light", "dark"):
-            raise ValueError(f"display_mode must be 'light' or 'dark'; got {display_mode!r}")
-        ids, b_start, extra = self._inputs(sentence_a, sentence_b)
-        n_layers, n_heads = _layer_and_head_counts(self.model)
+        check_choice(display_mode, "display_mode", DISPLAY_MODES)
+        seq = self._sequence(sentence_a, sentence_b)
+        n_layers, n_heads = _layer_and_head_counts(self.lm)
         options = {
             "include_layers": check_indices(include_layers, n_layers, "include_layers"),
             "include_heads": check_indices(include_heads, n_heads, "include_heads"),
             "display_mode": display_mode,
         }
-        attentions = self._attentions(ids, extra)
-        return self._result(attentions, ids, b_start, model_view, options)
+        attentions = self._attentions(seq)
+        return self._result(attentions, seq, model_view, options)
 
 
 def _layer_and_head_counts(lm: LoadedModel) -> tuple[int, int]:
-    config = lm.config.get_text_config()
-    heads = getattr(config, "num_attention_heads", None) or getattr(
-        config, "encoder_attention_heads", None
-    )
+    heads = config_value(lm.config, "heads")
     if not heads:
         raise ValueError(
             f"model must have attention heads for the attention views; {lm.name} "
@@ -373,64 +317,43 @@ def _layer_and_head_counts(lm: LoadedModel) -> tuple[int, int]:
 # bertviz's neuron view only runs its own bundled BERT/GPT-2/RoBERTa classes, which cannot
 # read safetensors. Its show() only needs a callable that returns, for every layer, the
 # attention with the queries and keys behind it; _QueryKeyProbe computes those from any
-# transformers model of the families below, with hooks on the query/key projections.
-
-NEURON_FAMILIES = {
-    "bert": "bert",  # transformers model_type -> how bertviz adds special tokens
-    "roberta": "roberta",
-    "gpt2": "gpt2",
-    "llama": "gpt2",  # Llama-style: grouped-query attention and rotary positions
-    "mistral": "gpt2",
-    "qwen2": "gpt2",
-}
+# transformers model whose family entry (families.py) says where its queries and keys are.
 
 
 class _QueryKeyProbe:
     """Called like bertviz's neuron-view models: ``probe(input_ids, token_type_ids=None)``
     returns ``(None, [{"attn", "queries", "keys"} per layer])``, each (1, heads, tokens, ...).
 
-    Queries and keys are the vectors whose scaled dot products the model softmaxes: after
-    the rotary position embedding for Llama-style models, and with each key/value head
-    repeated for the query heads that share it (grouped-query attention).
+    Queries and keys are the vectors whose scaled dot products the model softmaxes (see
+    :meth:`~lm_layers_explainer.families.Family.queries_and_keys`): after the rotary
+    position embedding where the model has one, and with each key/value head repeated for
+    the query heads that share it (grouped-query attention).
     """
 
-    def __init__(self, lm: LoadedModel):
-        self.lm = lm
-        self.model_type = lm.config.model_type
+    def __init__(self, lm: LoadedModel, text: str):
+        self.lm, self.text = lm, text
         self.input_ids: list[int] = []
         self.layers: list[dict] = []
 
     def eval(self):
         return self
 
-    def _projections(self, block):
-        if self.model_type in ("bert", "roberta"):
-            return block.attention.self.query, block.attention.self.key
-        if self.model_type == "gpt2":
-            return (block.attn.c_attn,)
-        return block.self_attn.q_proj, block.self_attn.k_proj
-
     def __call__(self, input_ids, token_type_ids=None):
-        from .forward import capture_outputs
-
         lm = self.lm
-        config = lm.config
-        n_heads = config.num_attention_heads
-        modules = [m for block in lm.layers for m in self._projections(block)]
-        device = lm.device
-        kwargs = {"output_attentions": True}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids.to(device)
-        with capture_outputs(modules) as captured, torch.no_grad():
-            output = lm.model(input_ids.to(device), **kwargs)
+        family = lm.family
+        modules = [m for block in lm.layers for m in family.projections(block)]
+        ids = input_ids[0].tolist()
+        types = None if token_type_ids is None else token_type_ids[0].tolist()
+        seq = Sequence(lm, self.text, ids, len(ids), token_type_ids=types)
+        output, captured = run(seq, modules, attentions=True)
         _require_weights(lm, {"self": output.attentions})
         per_block = len(modules) // lm.n_layers
         layers = []
         for index, attention in enumerate(output.attentions):
-            outs = captured[index * per_block : (index + 1) * per_block]
-            queries, keys = self._heads(outs, n_heads, input_ids.shape[-1])
+            outs = [o[None] for o in captured[index * per_block : (index + 1) * per_block]]
+            queries, keys = family.queries_and_keys(lm, outs, len(ids))
             layers.append({"attn": attention.cpu(), "queries": queries.cpu(), "keys": keys.cpu()})
-        self.input_ids, self.layers = input_ids[0].tolist(), layers
+        self.input_ids, self.layers = ids, layers
         # bertviz embeds every number as JSON: rounded copies keep the view 4-5x smaller;
         # the exact values stay in self.layers for the result.
         rounded = [
@@ -440,25 +363,6 @@ class _QueryKeyProbe:
             for d in layers
         ]  # fmt: skip
         return None, rounded
-
-    def _heads(self, outs, n_heads, n_tokens):
-        config = self.lm.config
-        split = lambda x, h: x.view(1, n_tokens, h, -1).transpose(1, 2)  # noqa: E731
-        if self.model_type == "gpt2":
-            query, key, _ = outs[0].split(config.n_embd, dim=-1)
-            return split(query, n_heads), split(key, n_heads)
-        query, key = outs
-        if self.model_type in ("bert", "roberta"):
-            return split(query, n_heads), split(key, n_heads)
-        # Llama-style: rotary embedding, then each key head serves n_heads // n_kv query heads.
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-        n_kv = getattr(config, "num_key_value_heads", None) or n_heads
-        query, key = split(query, n_heads), split(key, n_kv)
-        positions = torch.arange(n_tokens, device=query.device)[None]
-        cos, sin = self.lm.model.base_model.rotary_emb(query, positions)
-        query, key = apply_rotary_pos_emb(query, key, cos, sin)
-        return query, key.repeat_interleave(n_heads // n_kv, dim=1)
 
 
 class AttentionNeuronView(_AttentionView):
@@ -478,19 +382,18 @@ class AttentionNeuronView(_AttentionView):
 
     view = "neuron"
 
-    def __init__(self, model):
-        super().__init__(model)
-        model_type = self.model.config.model_type
-        if model_type not in NEURON_FAMILIES or self.model.kind == "seq2seq":
+    def check_model(self, lm: LoadedModel) -> None:
+        family = lm.family
+        if family.query_key is None or not family.neuron_view or lm.task.encoder_decoder:
             raise ValueError(
-                f"model must be of a family the neuron view knows ({', '.join(NEURON_FAMILIES)}); "
-                f"{self.model.name} is {model_type!r} ({self.model.kind}). The head and model "
-                "views work for every model"
+                f"model must be of a family the neuron view knows "
+                f"({', '.join(neuron_families())}); {lm.name} is {lm.config.model_type!r} "
+                f"({lm.kind}). The head and model views work for every model"
             )
 
     def __call__(
         self,
-        sentence_a: str,
+        sentence_a: str | None = None,
         sentence_b: str | None = None,
         *,
         layer: int = 0,
@@ -499,33 +402,30 @@ class AttentionNeuronView(_AttentionView):
     ) -> AttentionResult:
         from bertviz import neuron_view
 
-        lm = self.model
-        check_text(sentence_a, "sentence_a")
-        if sentence_b is not None:
-            check_text(sentence_b, "sentence_b")
-        if display_mode not in ("light", "dark"):
-            raise ValueError(f"display_mode must be 'light' or 'dark'; got {display_mode!r}")
+        lm = self.lm
+        sentence_a, sentence_b = self.texts_for(sentence_a, sentence_b)
+        check_choice(display_mode, "display_mode", DISPLAY_MODES)
         n_layers, n_heads = _layer_and_head_counts(lm)
         layer, head = check_index(layer, n_layers, "layer"), check_index(head, n_heads, "head")
-        bertviz_type = NEURON_FAMILIES[lm.config.model_type]
+        bertviz_type = lm.family.neuron_view
         if bertviz_type == "gpt2" and sentence_b is not None:  # bertviz pairs only BERT-style
             sentence_a, sentence_b = sentence_a + sentence_b, None
-        ids, b_start, _ = self._inputs(sentence_a, sentence_b)
-        self._check_lengths(ids)
-        probe = _QueryKeyProbe(lm)
+        seq = encode(lm, sentence_a, sentence_b, names=self.text_names)  # what bertviz shows
+        self._warn_if_long(seq)
+        probe = _QueryKeyProbe(lm, sentence_a)
         raw = neuron_view.show(
             probe, bertviz_type, lm.tokenizer, sentence_a, sentence_b,
             display_mode=display_mode, layer=layer, head=head, html_action="return",
         )  # fmt: skip
         stack = lambda key: torch.cat([d[key] for d in probe.layers]).float().numpy()  # noqa: E731
-        tokens = self._tokens(probe.input_ids)
+        tokens = token_texts(lm.tokenizer, probe.input_ids)
         return AttentionResult(
             model_name=lm.name,
             view=self.view,
             tokens=tokens,
             attentions={"self": stack("attn")},
             html=self_contained(raw.data, 160 + 26 * len(tokens), f"neuron view of {lm.name}"),
-            sentence_b_start=b_start,
+            sentence_b_start=seq.pair_start,
             queries=stack("queries"),
             keys=stack("keys"),
         )

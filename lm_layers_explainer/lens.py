@@ -13,18 +13,7 @@ import warnings
 
 import torch
 
-from .forward import Sequence, run
-from .models import LoadedModel
-
-
-def require_head(lm: LoadedModel, explainer: str) -> None:
-    if lm.unembedding is None:
-        raise ValueError(
-            f"model must have a language-model head for {explainer}; {lm.name} is a plain "
-            f"{lm.kind} (no unembedding). Use a causal, masked or seq2seq LM; activations "
-            "and the attention views work on encoders and classifiers too, and attributions "
-            "on classifiers"
-        )
+from .tasks import Sequence, run
 
 
 class LogitLens:

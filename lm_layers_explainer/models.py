@@ -17,35 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import catalog
+from .checkpoints import ModelNotAvailableError, from_pretrained
 from .checks import check_bool
+from .families import Family, family_of
+from .tasks import KINDS, TASKS, Task, blocks_and_encoder_blocks, kind_of_model
 
-KINDS = ("causal", "masked", "encoder", "seq2seq", "classifier")
-"""The kinds of transformer model the explainers know."""
-
-# Attribute names under which transformers models keep the norm applied after the last layer
-# (Llama/Mistral: norm, GPT-2: ln_f, T5/OPT: final_layer_norm, mBART: layer_norm, ...).
-_FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "layer_norm", "norm_f")
-# Attribute names of the head that maps a last-layer hidden state to vocabulary logits.
-# BERT-style masked LMs keep a whole prediction head (dense, activation, LayerNorm, decoder)
-# under `cls`; most others a single linear layer under `lm_head`.
-_HEAD_NAMES = ("cls", "lm_head")
-# Where a block keeps the last linear layer of its feed-forward network; the *input* of that
-# layer is the vector of neuron activations (after the nonlinearity, and the gate if any).
-_FFN_DOWN_PATHS = (
-    "mlp.down_proj",  # Llama, Mistral, Qwen, Gemma, SmolLM
-    "mlp.c_proj",  # GPT-2
-    "mlp.dense_4h_to_h",  # GPT-NeoX, Pythia
-    "mlp.fc_out",  # GPT-J
-    "mlp.fc2",  # Phi, CLIP
-    "output.dense",  # BERT, RoBERTa, ELECTRA (the intermediate activations go in)
-    "ffn.lin2",  # DistilBERT
-    "fc2",  # BART, OPT, Marian, Whisper
-    "layer.-1.DenseReluDense.wo",  # T5
-)
-
-
-class ModelNotAvailableError(OSError):
-    """A model could not be loaded (offline hub, missing package, missing folder)."""
+__all__ = ["KINDS", "LoadedModel", "ModelNotAvailableError", "load_model", "clear_model_cache"]
 
 
 @dataclass(eq=False)
@@ -73,6 +51,16 @@ class LoadedModel:
     unembedding: nn.Module | None
     encoder_layers: nn.ModuleList | None = None
     source: str = field(default="", repr=False)
+
+    @property
+    def task(self) -> Task:
+        """What this kind of model is and how it reads a text (see :mod:`.tasks`)."""
+        return TASKS[self.kind]
+
+    @property
+    def family(self) -> Family:
+        """What the explainers know of this architecture (see :mod:`.families`)."""
+        return family_of(self.config)
 
     @property
     def n_layers(self) -> int:
@@ -142,8 +130,6 @@ def load_model(
     >>> load_model("all-MiniLM-L6-v2").kind
     'encoder'
     """
-    from . import catalog  # catalog imports this module
-
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (or None to infer); got {kind!r}")
     if device is not None and device_map is not None:
@@ -180,174 +166,18 @@ def load_model(
         model, tokenizer = entry.load(kind=kind, **options)
         name, source = entry.name, f"catalog:{entry.name}"
     else:
-        model, tokenizer = from_pretrained(spec, kind=kind, allow_pickle=allow_pickle, **options)
+        try:
+            model, tokenizer = from_pretrained(
+                spec, kind=kind, allow_pickle=allow_pickle, **options
+            )
+        except ModelNotAvailableError as error:
+            if not error.hint:
+                raise
+            raise ModelNotAvailableError(f"{error} {catalog.offline_hint()}") from error
         name, source = spec, spec
     loaded = _describe(model, tokenizer, kind, name=name, source=source)
     _LOADED[key] = loaded
     return loaded
-
-
-def from_pretrained(
-    spec: str,
-    kind: str | None = None,
-    *,
-    device=None,
-    torch_dtype=None,
-    device_map=None,
-    allow_pickle: bool = False,
-    **kwargs,
-):
-    """The real ``from_pretrained`` path for hub ids and local folders.
-
-    Returns ``(model, tokenizer)`` with eager attention, in eval mode. Extra keyword
-    arguments go to the model's ``from_pretrained`` (for example ``gguf_file``). Weights come
-    from safetensors (or GGUF) unless ``allow_pickle=True``; remote code never runs.
-    """
-    from transformers import AutoTokenizer
-
-    from . import catalog
-
-    if kwargs.get("trust_remote_code"):
-        raise ValueError(
-            "trust_remote_code is not supported: the explainers load only model classes that "
-            "transformers itself provides"
-        )
-    kwargs.pop("trust_remote_code", None)
-    is_folder = os.path.isdir(os.path.expanduser(spec))
-    if not is_folder and spec.startswith((".", "/", "~")):
-        raise ModelNotAvailableError(
-            f"spec {spec!r} looks like a folder, but there is no such folder. "
-            + catalog.offline_hint()
-        )
-    path = os.path.expanduser(spec) if is_folder else spec
-    # trust_remote_code=False, explicitly: without it, transformers asks "Do you wish to run
-    # the custom code? [y/N]" for a checkpoint that names its own code, and runs it on "y".
-    safe = {"trust_remote_code": False, **_only(kwargs, "gguf_file")}
-    try:
-        refuse_remote_code(path, spec, safe)
-        config = _config(path, spec, safe)
-        tokenizer = AutoTokenizer.from_pretrained(path, **safe)
-    except OSError as error:
-        if is_folder:
-            raise ModelNotAvailableError(
-                f"{spec!r} is a folder but not a transformers checkpoint ({error})"
-            ) from error
-        offline = _hub_offline()
-        why = (
-            "the Hugging Face Hub is switched off (HF_HUB_OFFLINE=1) and the model is not in the "
-            "local hub cache"
-            if offline
-            else "it could not be fetched from the Hugging Face Hub, nor found in the local cache"
-        )
-        raise ModelNotAvailableError(
-            f"could not load {spec!r}: {why}. " + catalog.offline_hint()
-        ) from error
-
-    kind = kind or kind_from_config(config)
-    model_class = _auto_class(kind)
-    load_kwargs = dict(kwargs, attn_implementation="eager", trust_remote_code=False)
-    if not allow_pickle and "gguf_file" not in kwargs:
-        load_kwargs["use_safetensors"] = True
-    if torch_dtype is not None:
-        load_kwargs["dtype"] = torch_dtype
-    if device_map is not None:
-        load_kwargs["device_map"] = device_map
-    try:
-        model = model_class.from_pretrained(path, config=config, **load_kwargs)
-    except OSError as error:
-        if not allow_pickle and "safetensors" in str(error).lower():
-            raise ModelNotAvailableError(
-                f"{spec!r} has no safetensors weights, only pickled ones (.bin), which can run "
-                "code when loaded. Pass allow_pickle=True to load_model if you trust this "
-                f"checkpoint. ({error})"
-            ) from error
-        raise
-    if device is not None:
-        model = model.to(device)
-    return model.eval(), tokenizer
-
-
-def _config(path: str, spec: str, options: dict):
-    """AutoConfig's config, or a clear error for a model type transformers does not know."""
-    import transformers
-    from transformers import AutoConfig, PretrainedConfig
-
-    try:
-        return AutoConfig.from_pretrained(path, **options)
-    except ValueError as error:
-        if options.get("gguf_file"):
-            raise
-        model_type = PretrainedConfig.get_config_dict(path)[0].get("model_type")
-        raise ModelNotAvailableError(
-            f"{spec!r} is a {model_type!r} model, an architecture transformers "
-            f"{transformers.__version__} does not provide (its config.json says model_type "
-            f"{model_type!r}); a newer transformers may know it"
-        ) from error
-
-
-def refuse_remote_code(path: str, spec: str, options: dict) -> None:
-    """Refuse a checkpoint whose config or tokenizer config maps auto classes to its own
-    Python files (``auto_map``): the explainers never run a checkpoint's code. Reads the JSON
-    files only; raises OSError as transformers does when they cannot be found."""
-    from transformers import PretrainedConfig
-    from transformers.models.auto.tokenization_auto import get_tokenizer_config
-
-    if options.get("gguf_file"):
-        return  # a GGUF file holds weights and settings, no code
-    found = {}
-    config, _ = PretrainedConfig.get_config_dict(path)
-    if config.get("auto_map"):
-        found["config.json"] = config["auto_map"]
-    tokenizer_config = get_tokenizer_config(path) or {}
-    if tokenizer_config.get("auto_map"):
-        found["tokenizer_config.json"] = tokenizer_config["auto_map"]
-    if found:
-        named = "; ".join(f"{file}: {mapping}" for file, mapping in found.items())
-        raise ValueError(
-            f"{spec!r} ships its own Python code (auto_map in {named}). The explainers never "
-            "run a checkpoint's code (trust_remote_code=False): use a checkpoint of an "
-            "architecture that transformers itself provides"
-        )
-
-
-def kind_from_config(config) -> str:
-    """The kind of model a transformers config describes, from its architecture name."""
-    from transformers.models.auto import modeling_auto as auto
-
-    if getattr(config, "is_encoder_decoder", False):
-        return "seq2seq"
-    architectures = getattr(config, "architectures", None) or []
-    for architecture in architectures:
-        kind = _kind_from_class_name(architecture, auto)
-        if kind:
-            return kind
-    return "encoder"
-
-
-def _kind_from_class_name(name: str, auto) -> str | None:
-    if name in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or name.endswith(
-        ("ForCausalLM", "LMHeadModel")
-    ):
-        return "causal"
-    if name in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES.values() or name.endswith("ForMaskedLM"):
-        return "masked"
-    if name in auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values():
-        return "seq2seq"
-    if name.endswith("ForSequenceClassification"):
-        return "classifier"
-    return None
-
-
-def _auto_class(kind: str):
-    import transformers
-
-    return {
-        "causal": transformers.AutoModelForCausalLM,
-        "masked": transformers.AutoModelForMaskedLM,
-        "encoder": transformers.AutoModel,
-        "seq2seq": transformers.AutoModelForSeq2SeqLM,
-        "classifier": transformers.AutoModelForSequenceClassification,
-    }[kind]
 
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "auto")
@@ -405,17 +235,9 @@ def _wrap_pair(pair: tuple, kind: str | None) -> LoadedModel:
             "the model of a (model, tokenizer) pair must be a transformers PreTrainedModel "
             f"(the explainers read its config); got {type(model).__name__}"
         )
-    inferred = _kind_of_model(model)
+    inferred = kind_of_model(model)
     name = getattr(model.config, "name_or_path", "") or type(model).__name__
     return _describe(model, tokenizer, kind or inferred, name=name, source="(model, tokenizer)")
-
-
-def _kind_of_model(model: nn.Module) -> str:
-    from transformers.models.auto import modeling_auto as auto
-
-    if getattr(model.config, "is_encoder_decoder", False):
-        return "seq2seq"
-    return _kind_from_class_name(type(model).__name__, auto) or "encoder"
 
 
 def _check_text_model(model, tokenizer, name: str) -> None:
@@ -440,19 +262,13 @@ def _check_text_model(model, tokenizer, name: str) -> None:
 def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
     """Find the modules explainers need, and make attention eager and the model eval."""
     _check_text_model(model, tokenizer, name)
-    kind = kind or _kind_of_model(model)
+    kind = kind or kind_of_model(model)
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         # SDPA and flash attention return no attention weights: the views would be empty.
         model.set_attn_implementation("eager")
     model.eval()
-    if kind == "seq2seq":
-        stack, encoder_layers = model.get_decoder(), _find_layers(model.get_encoder())
-    else:
-        stack, encoder_layers = model.base_model, None
-    has_vocabulary_head = kind not in ("encoder", "classifier")
-    head = next((getattr(model, n) for n in _HEAD_NAMES if hasattr(model, n)), None)
-    if head is None and has_vocabulary_head:
-        head = model.get_output_embeddings()
+    stack, encoder = blocks_and_encoder_blocks(model, kind)
+    family = family_of(model.config)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -460,37 +276,16 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
         name=name,
         layers=_find_layers(stack),
         embeddings=model.get_input_embeddings(),
-        final_norm=next(
-            (
-                getattr(stack, n)
-                for n in _FINAL_NORM_NAMES
-                if isinstance(getattr(stack, n, None), nn.Module)
-            ),
-            None,
-        ),
-        unembedding=head if has_vocabulary_head else None,
-        encoder_layers=encoder_layers,
+        final_norm=family.find_final_norm(stack),
+        unembedding=family.find_head(model) if TASKS[kind].vocabulary_head else None,
+        encoder_layers=_find_layers(encoder) if encoder is not None else None,
         source=source,
     )
 
 
-def feed_forward_down(block: nn.Module) -> nn.Module:
+def feed_forward_down(lm: LoadedModel, block: nn.Module) -> nn.Module:
     """The last linear layer of a block's feed-forward network (its input: the neurons)."""
-    for path in _FFN_DOWN_PATHS:
-        module = block
-        for part in path.split("."):
-            if part.lstrip("-").isdigit() and isinstance(module, nn.ModuleList):
-                module = module[int(part)]
-            else:
-                module = getattr(module, part, None)
-            if module is None:
-                break
-        if isinstance(module, nn.Module):
-            return module
-    raise ValueError(
-        f"could not find the feed-forward layer of {type(block).__name__}; known layouts: "
-        + ", ".join(_FFN_DOWN_PATHS)
-    )
+    return lm.family.find_feed_forward(block)
 
 
 def _find_layers(stack: nn.Module) -> nn.ModuleList:
@@ -507,11 +302,3 @@ def _find_layers(stack: nn.Module) -> nn.ModuleList:
 def _normalize_path(spec: str) -> str:
     expanded = os.path.expanduser(spec)
     return os.path.abspath(expanded) if os.path.isdir(expanded) else spec
-
-
-def _only(kwargs: dict, *names: str) -> dict:
-    return {k: v for k, v in kwargs.items() if k in names}
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in {"1", "ON", "YES", "TRUE"}

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import Explainer
 from .checks import check_index, check_int
-from .forward import check_position, check_sampling, encode, extend, predicted_from, token_texts
-from .lens import LogitLens, require_head
-from .models import load_model
+from .forward import check_position, check_sampling, extend
+from .lens import LogitLens
 from .render import Result, grid_figure, html_grid, progress, visible
+from .tasks import predicted_from, token_texts
 
 
 def check_topk(topk, vocabulary: int) -> int:
@@ -106,7 +107,7 @@ class PredictionsResult(Result):
         )
 
 
-class PredictionsExplainer:
+class PredictionsExplainer(Explainer):
     """The logit lens: what each layer would predict for a position.
 
     >>> predictions = lm_layers_explainer["predictions"](model, text)
@@ -124,10 +125,14 @@ class PredictionsExplainer:
     own output distribution.
     """
 
+    needs_head = True
+    entry_point = "predictions"
+
+    text_required = True
+
     def __init__(self, model, text: str):
-        self.model = load_model(model)
-        require_head(self.model, "predictions")
-        self.sequence = encode(self.model, text)
+        super().__init__(model, text)
+        self.sequence_for()  # encoded now: a bad text is refused when the explainer is built
         self._lens: tuple[list[int], LogitLens] | None = None  # (token ids, their lens)
 
     @property
@@ -143,7 +148,7 @@ class PredictionsExplainer:
         do_sample: bool = False,
         seed: int = 0,
     ) -> PredictionsResult:
-        lm = self.model
+        lm = self.lm
         position = check_position(position, lm, self.sequence, allow_generation=True)
         layers = (
             list(range(lm.n_layers))

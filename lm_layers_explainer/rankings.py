@@ -13,22 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .base import Explainer
 from .checks import int_list
 from .forward import (
-    Sequence,
     check_generation,
     check_position,
     check_sampling,
-    encode,
     extend,
     position_range,
-    predicted_from,
     token_id,
-    token_texts,
 )
-from .lens import LogitLens, ranks_of, require_head
-from .models import LoadedModel, load_model
+from .lens import LogitLens, ranks_of
 from .render import Result, grid_figure, html_grid, progress, visible
+from .tasks import Sequence, predicted_from, token_texts
 from .tokens import TokensResult
 
 
@@ -110,24 +107,44 @@ class RankingsResult(Result):
         )
 
 
-class RankingsOutput(TokensResult):
-    """A text (and what was generated after it) ready for rank views. Shows as its tokens."""
+class RankingsOutput(Result):
+    """A text (and what was generated after it) ready for rank views. Shows as its tokens
+    (``text``, ``tokens``, ``token_ids``, ``special``; ``to_frame()`` and the pictures are
+    those of its :meth:`token_view`)."""
 
-    def __init__(self, lm: LoadedModel, sequence: Sequence):
+    def __init__(self, sequence: Sequence):
+        lm = sequence.lm
         special = set(lm.tokenizer.all_special_ids)
-        super().__init__(
-            text=sequence.text,
-            tokens=sequence.tokens,
-            token_ids=list(sequence.ids),
-            special=[i in special for i in sequence.ids],
-            model_name=lm.name,
-        )
         self.lm, self.sequence = lm, sequence
+        self.text, self.model_name = sequence.text, lm.name
+        self.tokens, self.token_ids = sequence.tokens, list(sequence.ids)
+        self.special = [i in special for i in sequence.ids]
         self._lens: LogitLens | None = None
 
     @property
     def n_input(self) -> int:
         return self.sequence.n_input
+
+    @property
+    def positions(self) -> list[int]:
+        return list(range(len(self.tokens)))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def token_view(self) -> TokensResult:
+        """The tokens as a :class:`~lm_layers_explainer.tokens.TokensResult`."""
+        return TokensResult(self.text, self.tokens, self.token_ids, self.special, self.model_name)
+
+    def to_frame(self):
+        """Columns ``position, token, token_id, special``."""
+        return self.token_view().to_frame()
+
+    def to_html(self) -> str:
+        return self.token_view().to_html()
+
+    def figure(self):
+        return self.token_view().figure()
 
     def __repr__(self) -> str:
         generated = self.tokens[self.n_input :]
@@ -210,7 +227,7 @@ def _as_list(watch) -> list:
     return watch
 
 
-class RankingsExplainer:
+class RankingsExplainer(Explainer):
     """Rankings: the rank of produced or watched tokens in every layer's logit-lens distribution.
 
     >>> rankings = lm_layers_explainer["rankings"](model)
@@ -222,15 +239,13 @@ class RankingsExplainer:
     residual stream is read through the final norm and unembedding (the logit lens).
     """
 
-    def __init__(self, model):
-        self.model = load_model(model)
-        require_head(self.model, "rankings")
+    needs_head = True
+    entry_point = "rankings"
 
     def __call__(
-        self, text: str, generate: int = 0, do_sample: bool = False, seed: int = 0
+        self, text: str | None = None, generate: int = 0, do_sample: bool = False, seed: int = 0
     ) -> RankingsOutput:
-        sequence = encode(self.model, text)
-        generate = check_generation(self.model, generate, len(sequence))
+        sequence = self.sequence_for(text)
+        generate = check_generation(self.lm, generate, len(sequence))
         do_sample, seed = check_sampling(do_sample, seed)
-        sequence = extend(sequence, generate, do_sample=do_sample, seed=seed)
-        return RankingsOutput(self.model, sequence)
+        return RankingsOutput(extend(sequence, generate, do_sample=do_sample, seed=seed))

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_text
-from .forward import token_texts
-from .models import load_model
+from .base import Explainer
 from .render import Result, escape, visible
+from .tasks import token_texts
 
 
 @dataclass
@@ -92,27 +91,27 @@ class TokensResult(Result):
         axes.axis("off")
 
 
-class TokensExplainer:
+class TokensExplainer(Explainer):
     """Show how the model's tokenizer splits a text: position, token, id.
 
     >>> tokens = lm_layers_explainer["tokens"]("tiny-gpt2")
     >>> result = tokens("The cat sat")      # TokensResult; shows as HTML in a notebook
     >>> result.to_frame().columns.tolist()
     ['position', 'token', 'token_id', 'special']
+
+    The text can also be given when the explainer is built:
+    ``lm_layers_explainer["tokens"]("tiny-gpt2", "The cat sat")()``.
     """
 
-    def __init__(self, model):
-        self.model = load_model(model)
-
-    def __call__(self, text: str) -> TokensResult:
-        text = check_text(text)
-        tokenizer = self.model.tokenizer
-        ids = tokenizer(text)["input_ids"]
+    def __call__(self, text: str | None = None) -> TokensResult:
+        text, _ = self.texts_for(text)
+        tokenizer = self.lm.tokenizer
+        ids = tokenizer(text)["input_ids"]  # the text as the tokenizer splits it, any length
         special_ids = set(tokenizer.all_special_ids)
         return TokensResult(
             text=text,
             tokens=token_texts(tokenizer, ids),
             token_ids=list(ids),
             special=[i in special_ids for i in ids],
-            model_name=self.model.name,
+            model_name=self.lm.name,
         )

@@ -10,7 +10,7 @@ from torch import nn
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 from lm_layers_explainer.attributions import ExplainedOutput
-from lm_layers_explainer.methods import METHODS, MethodNotApplicableError
+from lm_layers_explainer.attributions import METHODS, MethodNotApplicableError
 
 Attributions = lm_layers_explainer["attributions"]
 RUNNABLE = [name for name, m in METHODS.items() if m.run is not None]
@@ -44,7 +44,7 @@ def explainers():
 
 
 def embeddings_with_grad(explainer):
-    return explainer._embeddings().clone().requires_grad_(True)
+    return explainer.explained.embeddings().clone().requires_grad_(True)
 
 
 # --------------------------------------------------------------------------- what is explained
@@ -84,11 +84,11 @@ def test_only_the_read_position_is_projected_where_the_model_allows_it():
     same logits as the full forward pass; models without the option get the full pass."""
     for kind, kept in [("causal", True), ("masked", False)]:
         explainer = explainers()[kind]
-        f = ExplainedOutput(explainer.model, explainer.read_at, 0, "logit", explainer.extra)
+        f = ExplainedOutput(explainer.lm, explainer.read_at, 0, "logit", explainer.explained.extra)
         assert (f.keep is not None) == kept
-        x = explainer._embeddings().repeat(3, 1, 1)
+        x = explainer.explained.embeddings().repeat(3, 1, 1)
         with torch.no_grad():
-            full = explainer.model.model(inputs_embeds=x).logits[:, explainer.read_at]
+            full = explainer.lm.model(inputs_embeds=x).logits[:, explainer.read_at]
             torch.testing.assert_close(f.logits(x), full, rtol=1e-5, atol=1e-6)
 
 
@@ -97,7 +97,7 @@ def test_top_prediction_is_the_default_target():
     top = int(explainer.logits().argmax())
     a = explainer(method="input_x_gradient")
     assert a.target == top
-    same = explainer(method="input_x_gradient", target=explainer.model.tokenizer.decode([top]))
+    same = explainer(method="input_x_gradient", target=explainer.lm.tokenizer.decode([top]))
     np.testing.assert_array_equal(a.scores, same.scores)
 
 
@@ -108,7 +108,7 @@ def test_top_prediction_is_the_default_target():
 def test_every_runnable_method_gives_one_finite_repeatable_score_per_token(kind):
     explainer = explainers()[kind]
     for name in RUNNABLE:
-        if METHODS[name].refuse(explainer.model):
+        if METHODS[name].refuse(explainer.lm):
             continue
         options = {"n_samples": 20 if name in SAMPLED else None, "n_steps": 8}
         a = explainer(method=name, **options)
@@ -141,7 +141,7 @@ def test_the_seed_does_not_touch_the_callers_random_state():
 
 def test_saliency_and_input_x_gradient_equal_a_gradient_taken_by_hand():
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
-    lm = explainer.model
+    lm = explainer.lm
     target = 7
     x = embeddings_with_grad(explainer)
     ids = torch.tensor([explainer.ids])
@@ -177,7 +177,7 @@ def test_shapley_value_sampling_is_efficient_exactly():
 
 def test_feature_ablation_is_the_drop_when_one_token_is_replaced():
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
-    lm = explainer.model
+    lm = explainer.lm
     pad = lm.tokenizer.pad_token_id
     a = explainer(method="feature_ablation", target=4, baseline="pad")
     for position in range(len(explainer.ids)):
@@ -257,7 +257,7 @@ def test_deeplift_shap_averages_over_random_token_baselines():
     a = explainer(method="deeplift_shap", n_samples=4, seed=1)
     gap = a.scores.sum() - (a.output - a.baseline_output)
     assert gap == pytest.approx(a.delta, abs=1e-5)
-    baselines = explainer._random_baselines(explainer._embeddings(), 4, seed=1)
+    baselines = explainer.explained.random_baselines(explainer.explained.embeddings(), 4, seed=1)
     assert baselines.shape[0] == 4 and not torch.equal(baselines[0], baselines[1])
 
 
@@ -271,7 +271,7 @@ def test_relu_methods_refuse_a_model_without_relu_and_run_with_one(name):
     explainer = Attributions(relu_gpt2(), CAUSAL_TEXT)
     result = explainer(method=name, target=3)
     x = embeddings_with_grad(explainer)
-    f = ExplainedOutput(explainer.model, explainer.read_at, 3, "probability", {})
+    f = ExplainedOutput(explainer.lm, explainer.read_at, 3, "probability", {})
     (gradient,) = torch.autograd.grad(f(x).sum(), x)
     # Both are |.|-summed per token; guided signals differ from the plain gradient.
     assert not np.allclose(result.scores, gradient[0].abs().sum(-1).numpy(), rtol=1e-3)
@@ -293,7 +293,7 @@ def test_captums_lrp_still_fails_on_a_transformer():
     from captum.attr import LRP
 
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
-    f = ExplainedOutput(explainer.model, explainer.read_at, 3, "probability", {})
+    f = ExplainedOutput(explainer.lm, explainer.read_at, 3, "probability", {})
     with pytest.raises((TypeError, RuntimeError)):
         LRP(f).attribute(embeddings_with_grad(explainer))
 
@@ -302,7 +302,7 @@ def test_output_and_baseline_output_for_each_baseline_kind_on_one_explainer():
     """f(x) and f(x') are kept per explainer and baseline kind; each must still be the
     model run by hand on the text and on the text with its ordinary tokens replaced."""
     explainer = Attributions("tiny-bert", MASKED_TEXT)
-    lm = explainer.model
+    lm = explainer.lm
     ids = torch.tensor([explainer.ids])
     where = torch.tensor(explainer.attributable)
     extra = {"token_type_ids": torch.zeros_like(ids)}
@@ -335,7 +335,7 @@ def test_faithfulness_curves_start_and_end_where_they_must():
     assert replaced.insertion[0] == pytest.approx(a.baseline_output, abs=1e-6)
     assert replaced.deletion[-1] == pytest.approx(a.baseline_output, abs=1e-6)
     # Deleting every token leaves a causal LM only the start of a text: its BOS token.
-    lm = explainer.model
+    lm = explainer.lm
     with torch.no_grad():
         start = lm.model(input_ids=torch.tensor([[lm.tokenizer.bos_token_id]])).logits[0, -1]
     deleted = a.faithfulness()
@@ -348,7 +348,7 @@ def test_faithfulness_curves_start_and_end_where_they_must():
 
 def test_replacement_puts_the_pad_token_in_place_of_the_top_tokens():
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
-    lm = explainer.model
+    lm = explainer.lm
     a = explainer(method="feature_ablation", target=3)
     faith = a.faithfulness("replacement", baseline="pad")
     ids = list(explainer.ids)
@@ -367,7 +367,8 @@ def test_replacement_puts_the_pad_token_in_place_of_the_top_tokens():
         (lambda a: a.faithfulness("erase"), "convention must be one of deletion, replacement"),
         (lambda a: a.faithfulness("deletion", baseline="pad"), "baseline is for convention="),
         (lambda a: a.faithfulness("replacement", baseline="mask"), "needs a mask token"),
-        (lambda a: a.explainer.compare(["saliency"], faithfulness="x"), "faithfulness must be"),
+        (lambda a: Attributions("tiny-gpt2", CAUSAL_TEXT).compare(["saliency"], faithfulness="x"),
+         "faithfulness must be"),
     ],
 )
 def test_faithfulness_options_are_checked(call, message):
@@ -477,7 +478,7 @@ def test_arguments_are_checked_before_any_model_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the model ran before the arguments were checked")
 
-    monkeypatch.setattr(explainer.model.model, "forward", forbidden)
+    monkeypatch.setattr(explainer.lm.model, "forward", forbidden)
     for bad in ({"n_steps": 0}, {"baseline": "x"}, {"target": 10**7}, {"method": "lrp"}):
         with pytest.raises(ValueError):
             explainer(**bad)
@@ -560,7 +561,7 @@ def test_a_pass_holds_at_most_tokens_per_pass_so_ctrl_c_never_waits_long(monkeyp
 
 
 def test_a_slow_call_shows_progress_over_its_passes(monkeypatch):
-    from lm_layers_explainer import attributions
+    from lm_layers_explainer.attributions import explained
 
     bars = []
 
@@ -575,8 +576,8 @@ def test_a_slow_call_shows_progress_over_its_passes(monkeypatch):
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(attributions, "SLOW_CALL", 0.0)  # every call counts as slow
-    monkeypatch.setattr(attributions, "progress", lambda total, desc: Bar(total, desc))
+    monkeypatch.setattr(explained, "SLOW_CALL", 0.0)  # every call counts as slow
+    monkeypatch.setattr(explained, "progress", lambda total, desc: Bar(total, desc))
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
     explainer(method="integrated_gradients", n_steps=10, internal_batch_size=3)
     (bar,) = bars
@@ -584,7 +585,7 @@ def test_a_slow_call_shows_progress_over_its_passes(monkeypatch):
     assert bar.desc == "integrated_gradients (5 tokens, batches of 3)"
     explainer(method="lime", n_samples=20, internal_batch_size=8)
     assert bars[1].n == bars[1].total == 3  # 20 sampled subsets in batches of 8
-    monkeypatch.setattr(attributions, "SLOW_CALL", 1e9)
+    monkeypatch.setattr(explained, "SLOW_CALL", 1e9)
     explainer(method="lime", n_samples=20, internal_batch_size=8)
     assert len(bars) == 2  # a quick call shows no bar
 
@@ -592,7 +593,7 @@ def test_a_slow_call_shows_progress_over_its_passes(monkeypatch):
 @pytest.mark.parametrize("method", ["integrated_gradients", "lime", "deeplift"])
 def test_ctrl_c_stops_after_the_current_pass_and_leaves_the_model_clean(monkeypatch, method):
     explainer = Attributions("tiny-gpt2", CAUSAL_TEXT)
-    lm = explainer.model
+    lm = explainer.lm
     expected = Attributions("tiny-gpt2", CAUSAL_TEXT)(method=method, target=3).scores
     calls = interrupt_at_pass(monkeypatch, lm.model, 2)
     with pytest.raises(KeyboardInterrupt):
@@ -606,16 +607,16 @@ def test_ctrl_c_stops_after_the_current_pass_and_leaves_the_model_clean(monkeypa
 
 
 def test_a_long_deletion_curve_shows_progress(monkeypatch):
-    from lm_layers_explainer import attributions
+    from lm_layers_explainer.attributions import results
 
     shown = []
-    real_progress = attributions.progress
+    real_progress = results.progress
 
     def recorded(items=None, **options):
         shown.append(options)
         return real_progress(items, **options)
 
-    monkeypatch.setattr(attributions, "progress", recorded)
+    monkeypatch.setattr(results, "progress", recorded)
     long_text = Attributions("tiny-gpt2", "the cat sat " * 12)
     long_text(method="saliency", target=3).faithfulness()
     short_text = Attributions("tiny-gpt2", CAUSAL_TEXT)

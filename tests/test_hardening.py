@@ -302,7 +302,7 @@ def test_pickled_weights_load_only_when_allowed(tmp_path):
 
 
 def test_remote_code_is_never_trusted(tmp_path):
-    from lm_layers_explainer.models import from_pretrained
+    from lm_layers_explainer.checkpoints import from_pretrained
 
     load_model("tiny-gpt2").model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="trust_remote_code is not supported"):

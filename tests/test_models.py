@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lm_layers_explainer import KINDS, ModelNotAvailableError, catalog, load_model
-from lm_layers_explainer.models import kind_from_config
+from lm_layers_explainer.tasks import kind_from_config
 
 
 @pytest.mark.parametrize(

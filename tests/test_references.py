@@ -25,7 +25,7 @@ from bertviz.transformers_neuron_view import BertModel as BertvizBertModel
 from helpers import tiny
 
 from lm_layers_explainer import lm_layers_explainer, load_model
-from lm_layers_explainer.forward import token_texts
+from lm_layers_explainer.tasks import token_texts
 
 E = lm_layers_explainer
 A, B = "The cat sat on the mat", "The dog lay on the rug"

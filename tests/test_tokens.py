@@ -40,7 +40,7 @@ def test_special_tokens_are_marked_and_frame_matches():
     frame = result.to_frame()
     assert list(frame.columns) == ["position", "token", "token_id", "special"]
     assert frame["token_id"].tolist() == result.token_ids
-    tokenizer = lm_layers_explainer["tokens"]("tiny-bert").model.tokenizer
+    tokenizer = lm_layers_explainer["tokens"]("tiny-bert").lm.tokenizer
     assert tokenizer.convert_tokens_to_ids(["cat"]) == [result.token_ids[2]]
 
 

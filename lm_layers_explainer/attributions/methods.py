@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._captum import deeplift_rules, quiet
-from .models import LoadedModel
+from .._captum import deeplift_rules, quiet
+from ..models import LoadedModel
 
 
 class MethodNotApplicableError(ValueError):
@@ -42,9 +42,30 @@ class Question:
     window: int
 
 
+def _batches(n: int, batch: int) -> int:
+    return -(-n // batch)
+
+
+def _one_pass(n_tokens: int, n_steps: int, batch: int, n_samples: int | None) -> int:
+    return 1
+
+
+def _per_token(n_tokens: int, n_steps: int, batch: int, n_samples: int | None) -> int:
+    """The input itself, then each token (or each token in each sampled order) perturbed."""
+    evaluations = n_tokens if n_samples is None else n_samples * n_tokens
+    return _batches(evaluations, batch) + 1
+
+
 @dataclass(frozen=True)
 class Method:
-    """One attribution method: its name, captum class, one-line summary and runner."""
+    """One attribution method: its name, captum class, one-line summary and runner.
+
+    What a method needs is on its line, never decided by its name: ``batched`` (it takes
+    ``internal_batch_size``), ``rows`` (else: the inputs of its one pass, from
+    ``n_samples``), ``default_samples``/``min_samples`` (it samples), ``random_baselines``
+    (its baseline is a sample of random-token inputs, and f(x') their mean), ``count_passes``
+    (about how many calls of f it makes: ``(tokens, n_steps, batch, n_samples) -> int``).
+    """
 
     name: str
     captum: str
@@ -53,21 +74,17 @@ class Method:
     run: Callable[[Question], tuple[torch.Tensor, float | None]] | None
     refuse: Callable[[LoadedModel], str | None] = lambda lm: None
     default_samples: int | None = None
+    min_samples: int = 1
     cite: str = ""
     signal: str = "contribution"  # or "gradient": a sensitivity, not a share of f(x) - f(x')
     batched: bool = False  # internal_batch_size sets how many inputs go through f at once
     rows: Callable[[int | None], int] = lambda n_samples: 1  # else: inputs in its one pass
+    random_baselines: bool = False
+    count_passes: Callable[[int, int, int, int | None], int] = _one_pass
 
-    def passes(self, n_tokens: int, q_steps: int, batch: int, n_samples: int | None) -> int:
+    def passes(self, n_tokens: int, n_steps: int, batch: int, n_samples: int | None) -> int:
         """About how many calls of f one attribution makes (for its progress bar)."""
-        if self.name == "integrated_gradients":
-            return -(-q_steps // batch) + 2  # + f(x) and f(x') for the convergence delta
-        if self.name in ("lime", "kernel_shap"):  # the sampled subsets only
-            return -(-n_samples // batch)
-        if self.family == "perturbation":  # the input itself, then the perturbed ones
-            evaluations = n_tokens if n_samples is None else n_samples * n_tokens
-            return -(-evaluations // batch) + 1
-        return 1
+        return self.count_passes(n_tokens, n_steps, batch, n_samples)
 
 
 def _captum(name: str):
@@ -255,6 +272,8 @@ METHODS: dict[str, Method] = {
             _integrated_gradients,
             cite="sundararajan2017axiomatic",
             batched=True,
+            # the steps, then f(x) and f(x') for the convergence delta
+            count_passes=lambda n_tokens, n_steps, batch, n_samples: _batches(n_steps, batch) + 2,
         ),
         Method(
             "deeplift",
@@ -272,8 +291,10 @@ METHODS: dict[str, Method] = {
             "gradient",
             _deeplift_shap,
             default_samples=10,
+            min_samples=2,
             cite="lundberg2017shap",
             rows=lambda n_samples: 2 * n_samples,  # the input repeated, and each baseline
+            random_baselines=True,
         ),
         Method(
             "guided_backprop",
@@ -321,6 +342,7 @@ METHODS: dict[str, Method] = {
             _occlusion,
             cite="zeiler2014visualizing",
             batched=True,
+            count_passes=_per_token,
         ),
         Method(
             "feature_ablation",
@@ -329,6 +351,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             _feature_ablation,
             batched=True,
+            count_passes=_per_token,
         ),
         Method(
             "lime",
@@ -337,6 +360,8 @@ METHODS: dict[str, Method] = {
             "perturbation",
             _lime,
             default_samples=200,
+            # the sampled subsets only
+            count_passes=lambda n_tokens, n_steps, batch, n_samples: _batches(n_samples, batch),
             cite="ribeiro2016why",
             batched=True,
         ),
@@ -347,6 +372,8 @@ METHODS: dict[str, Method] = {
             "perturbation",
             _kernel_shap,
             default_samples=200,
+            # the sampled subsets only
+            count_passes=lambda n_tokens, n_steps, batch, n_samples: _batches(n_samples, batch),
             cite="lundberg2017shap",
             batched=True,
         ),
@@ -359,10 +386,30 @@ METHODS: dict[str, Method] = {
             default_samples=25,
             cite="strumbelj2010efficient",
             batched=True,
+            count_passes=_per_token,
         ),
     ]
 }
 """Method name -> :class:`Method`, in the order the book presents them."""
+
+
+def token_scores(spec, per_feature: torch.Tensor) -> torch.Tensor:
+    """One score per token from captum's (tokens, features) attribution.
+
+    - Perturbation methods replace whole tokens and give every feature of a token the same
+      value: that value (their mean) is the score.
+    - Methods that return a gradient, not a contribution (saliency, guided backprop,
+      deconvolution): the sum of absolute values (L1 norm). A plain sum would be about 0 in
+      every model whose embeddings reach the output only through LayerNorm: its gradient is
+      orthogonal to the all-ones direction.
+    - Contributions (input x gradient, integrated gradients, DeepLift, DeepLiftShap): the
+      sum, so that completeness can be checked against f(x) - f(x').
+    """
+    if spec.family == "perturbation":
+        return per_feature.mean(-1)
+    if spec.signal == "gradient":
+        return per_feature.abs().sum(-1)
+    return per_feature.sum(-1)
 
 
 def check_method(name) -> Method:

@@ -1,0 +1,268 @@
+"""What is explained: ``f``, a function of the input token embeddings, for one text.
+
+:class:`ExplainedOutput` is ``f`` as an ``nn.Module``; :class:`Explained` holds the text as
+the model reads it, where the answer is read, which tokens are attributable, and the
+inputs ``f`` is compared with (baselines, texts with tokens deleted). Results keep their
+``Explained`` (data, shared by the results of one explainer), never the explainer.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import check_choice
+from ..models import LoadedModel
+from ..render import progress
+from ..tasks import (
+    Sequence,
+    logits_of_embeddings,
+    question,
+    read_position,
+    read_position_in,
+    takes_logits_to_keep,
+)
+
+SLOW_CALL = 3.0
+"""Seconds: an attribution expected to run longer shows a progress bar over its passes."""
+
+
+class ExplainedOutput(nn.Module):
+    """``f``: input token embeddings ``(batch, tokens, features)`` -> the explained output
+    ``(batch,)``. An ``nn.Module`` (not a plain function) so that captum's DeepLift and
+    guided backpropagation can hook the model's layers inside it."""
+
+    def __init__(self, lm: LoadedModel, read_at: int | None, target: int, output: str, extra):
+        super().__init__()
+        self.lm = lm
+        self.model = lm.model  # a submodule, so that captum's hooks reach the model's layers
+        self.read_at = read_at
+        self.target = target
+        self.output = output
+        self.extra = extra  # token_type_ids for BERT-style pairs, (1, tokens)
+        # Project only the read position onto the vocabulary where the model allows it (as
+        # generate() does): the unembedding of every other position is a fifth of a small
+        # model's forward and backward pass, thrown away.
+        self.keep = (
+            torch.tensor([read_at], device=lm.device)
+            if read_at is not None and takes_logits_to_keep(lm)
+            else None
+        )
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The model's logits where the answer is read: (batch, vocabulary or classes)."""
+        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep)
+        if self.read_at is None:
+            return logits
+        return logits[:, 0] if self.keep is not None else logits[:, self.read_at]
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(embeddings)
+        value = (
+            logits[:, self.target] if self.output == "logit" else logits.softmax(-1)[:, self.target]
+        )
+        if self.after_pass is not None:
+            self.after_pass()
+        return value
+
+    after_pass = None
+    """Called after each pass (a progress bar's tick); Ctrl-C lands between passes."""
+
+
+class PassProgress:
+    """A progress bar over the passes of one attribution, opened after the first pass if
+    the whole call looks longer than :data:`SLOW_CALL` seconds."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc = max(total, 1), desc
+        self.done, self.bar = 0, None
+        self.start = time.perf_counter()
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.done == 1 and (time.perf_counter() - self.start) * self.total > SLOW_CALL:
+            self.bar = progress(total=self.total, desc=self.desc)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def read(logits: torch.Tensor, index: int, output: str) -> float:
+    """The explained output from one row of logits: the logit or the softmax probability."""
+    return float(logits[index] if output == "logit" else logits.softmax(-1)[index])
+
+
+class Explained:
+    """One text's question: where the answer is read, what can be attributed, and ``f`` on
+    the text, on its baselines and on the text with tokens deleted (each computed once).
+
+    >>> q = Explained(encode(lm, " Heathrow airport is in the city of"))
+    >>> q.read_at, q.attributable.sum(), q.f(target=3, output="logit")(q.embeddings())
+    """
+
+    def __init__(self, seq: Sequence):
+        lm = seq.lm
+        self.lm, self.sequence = lm, seq
+        self.ids, self.tokens = list(seq.ids), seq.tokens
+        self.extra = (
+            {"token_type_ids": torch.tensor([seq.token_type_ids], device=lm.device)}
+            if seq.token_type_ids is not None
+            else {}
+        )
+        self.read_at = read_position(seq)
+        special = set(lm.tokenizer.all_special_ids)
+        kept = [i in special for i in self.ids]
+        if self.read_at is not None and lm.task.explains == "mask":
+            kept[self.read_at] = True  # the [MASK] is the question, not evidence
+        self.attributable = ~np.array(kept)
+        if not self.attributable.any():
+            raise ValueError(
+                f"text must contain at least one ordinary token to attribute to; got only "
+                f"special tokens: {self.tokens}"
+            )
+        self._logits: torch.Tensor | None = None
+        self._baseline_logits: dict[str, torch.Tensor] = {}
+        self._deleted_outputs: dict[tuple, float] = {}
+
+    @property
+    def question(self) -> str:
+        """What is explained, in words."""
+        return question(self.sequence, self.read_at)
+
+    def f(self, target: int, output: str) -> ExplainedOutput:
+        """``f`` for a target index and an output (``probability`` or ``logit``)."""
+        return ExplainedOutput(self.lm, self.read_at, target, output, self.extra)
+
+    # ----------------------------------------------------------------- inputs
+
+    def embeddings(self) -> torch.Tensor:
+        """The text's input embeddings (1, tokens, features)."""
+        ids = torch.tensor([self.ids], device=self.lm.device)
+        with torch.no_grad():
+            return self.lm.embeddings(ids).detach()
+
+    def baseline(self, x: torch.Tensor, baseline: str) -> torch.Tensor:
+        """x with every attributable token replaced (special tokens kept)."""
+        tokenizer = self.lm.tokenizer
+        replaced = x.clone()
+        where = torch.tensor(self.attributable, device=x.device)
+        if baseline == "zero":
+            replaced[0, where] = 0.0
+        else:
+            token = tokenizer.pad_token_id if baseline == "pad" else tokenizer.mask_token_id
+            with torch.no_grad():
+                vector = self.lm.embeddings(torch.tensor([token], device=x.device))[0]
+            replaced[0, where] = vector
+        return replaced
+
+    def random_baselines(self, x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        """``n`` copies of x whose attributable tokens are random ordinary tokens."""
+        generator = torch.Generator().manual_seed(seed)
+        special = torch.tensor(sorted(set(self.lm.tokenizer.all_special_ids)))
+        vocabulary = self.lm.embeddings.weight.shape[0]
+        where = torch.tensor(self.attributable)
+        ids = torch.tensor(self.ids).repeat(n, 1)
+        draws = torch.randint(0, vocabulary, (n, int(where.sum())), generator=generator)
+        if len(special):  # redraw special ids as their neighbour, deterministically
+            draws = torch.where(torch.isin(draws, special), (draws + 1) % vocabulary, draws)
+        ids[:, where] = draws
+        with torch.no_grad():
+            return self.lm.embeddings(ids.to(x.device)).detach()
+
+    # ----------------------------------------------------------------- outputs
+
+    def logits(self) -> torch.Tensor:
+        """The model's logits for what is explained (vocabulary or classes); one forward."""
+        if self._logits is None:
+            self.compute_logits(None)
+        return self._logits
+
+    def baseline_logits(self, baseline: str) -> torch.Tensor:
+        """The logits of a baseline kind's input (computed with the text's, if not kept)."""
+        self.compute_logits(baseline)
+        return self._baseline_logits[baseline]
+
+    def compute_logits(self, baseline: str | None) -> None:
+        """Keep the logits of the text and, for a ``baseline`` kind, of the baseline: one
+        forward pass (a batch of two) for whichever of them is not kept yet."""
+        want_x = self._logits is None
+        want_baseline = baseline is not None and baseline not in self._baseline_logits
+        if not (want_x or want_baseline):
+            return
+        x = self.embeddings()
+        rows = ([x] if want_x else []) + ([self.baseline(x, baseline)] if want_baseline else [])
+        with torch.no_grad():
+            logits = self.f(0, "logit").logits(torch.cat(rows)).float()
+        if want_x:
+            self._logits = logits[0]
+        if want_baseline:
+            self._baseline_logits[baseline] = logits[-1]
+
+    def output_with(self, kept: list[int], target: int, output: str) -> float:
+        """f of the text made of the tokens at positions ``kept`` only (the others deleted).
+
+        Kept per text: attributions of one text share most of their deleted texts. Where
+        nothing is left, f is read after the tokenizer's BOS token (else its EOS token).
+        """
+        key = (tuple(kept), target, output)
+        if key not in self._deleted_outputs:
+            lm = self.lm
+            ids = [self.ids[i] for i in kept]
+            if not ids:  # a causal LM with nothing left: read after the start of a text
+                start = lm.tokenizer.bos_token_id
+                start = lm.tokenizer.eos_token_id if start is None else start
+                if start is None:
+                    raise ValueError(
+                        f"{lm.name}'s tokenizer has neither a BOS nor an EOS token to stand "
+                        "for an empty text; use convention='replacement'"
+                    )
+                ids = [int(start)]
+            read_at = read_position_in(lm, kept, ids, self.read_at)
+            extra = {name: value[:, kept] for name, value in self.extra.items()}
+            with torch.no_grad():
+                x = lm.embeddings(torch.tensor([ids], device=lm.device))
+                value = ExplainedOutput(lm, read_at, target, output, extra)(x)
+            self._deleted_outputs[key] = float(value[0])
+        return self._deleted_outputs[key]
+
+    def outputs_replacing(
+        self, kept_sets: list[list[int]], target: int, output: str, baseline: str, batch: int
+    ) -> list[float]:
+        """f with every token outside each kept set replaced by ``baseline``."""
+        x = self.embeddings()
+        replaced = self.baseline(x, baseline)
+        variants = []
+        for kept in kept_sets:
+            variant = replaced.clone()
+            variant[0, kept] = x[0, kept]
+            variants.append(variant)
+        variants = torch.cat(variants)
+        f = self.f(target, output)
+        with torch.no_grad():
+            return torch.cat(
+                [f(variants[s : s + batch]) for s in range(0, len(variants), batch)]
+            ).tolist()
+
+
+OUTPUTS = ("probability", "logit")
+BASELINES = ("zero", "pad", "mask")
+
+
+def check_baseline(lm: LoadedModel, baseline) -> str:
+    """``zero``, ``pad`` or ``mask``, where the tokenizer has that token."""
+    tokenizer = lm.tokenizer
+    check_choice(baseline, "baseline", BASELINES)
+    if baseline == "pad" and tokenizer.pad_token_id is None:
+        raise ValueError(f"baseline='pad' needs a pad token; {lm.name} has none")
+    if baseline == "mask" and tokenizer.mask_token_id is None:
+        raise ValueError(
+            f"baseline='mask' needs a mask token; {lm.name} has none (use 'zero' or 'pad')"
+        )
+    return baseline

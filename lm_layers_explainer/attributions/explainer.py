@@ -1,0 +1,330 @@
+"""The ``attributions`` explainer: options checked, methods run, results assembled."""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import torch
+
+from ..base import Explainer
+from ..checks import check_choice, check_int, check_seed
+from ..forward import token_id
+from ..memory import rows_that_fit
+from ..render import progress
+from .explained import OUTPUTS, Explained, PassProgress, check_baseline, read
+from .faithfulness import CONVENTIONS
+from .methods import METHODS, MethodNotApplicableError, Question, check_method, token_scores
+from .results import AttributionResult, ComparisonResult
+
+REFUSE_ABOVE = 0.9
+"""A pass whose estimated memory exceeds this share of the free memory is refused."""
+
+
+class AttributionsExplainer(Explainer):
+    """Attributions: how much each input token matters to one prediction (captum methods).
+
+    >>> attributions = lm_layers_explainer["attributions"](model, text)
+    >>> a = attributions(method="integrated_gradients", target=" Paris")
+    >>> a.scores, a.to_frame(), a.faithfulness(), a.save("ig.png")
+    >>> attributions.compare(methods=["saliency", "integrated_gradients"])
+    >>> attributions.methods            # every method, and why some are refused here
+
+    ``model`` is a causal LM (explains the next token after ``text``), a masked LM (explains
+    the one ``[MASK]`` in ``text``) or a sequence classifier (explains a class; give
+    ``text_pair`` for two-text tasks such as entailment). ``target`` is a token text, a
+    token id, a class label or index, or None for the model's own top prediction.
+    """
+
+    text_required = True
+
+    def __init__(self, model, text: str, text_pair: str | None = None):
+        super().__init__(model, text, text_pair)
+        self.explained = Explained(self.sequence)
+        self.ids, self.tokens = self.explained.ids, self.explained.tokens
+        self.read_at, self.attributable = self.explained.read_at, self.explained.attributable
+
+    def check_model(self, lm) -> None:
+        if lm.task.explains is None:
+            raise ValueError(
+                f"model must be a causal LM, a masked LM or a sequence classifier for "
+                f"attributions; {lm.name} is {lm.kind!r}. (Seq2seq models and plain encoders "
+                "have no single output to explain here yet)"
+            )
+
+    def _checked(self, text, text_pair):
+        if text_pair is not None and self.lm.task.second_text == "continuation":
+            raise ValueError(
+                "text_pair is for masked LMs and sequence classifiers (two segments); "
+                "for a causal LM put both texts in text"
+            )
+        return super()._checked(text, text_pair)
+
+    # ----------------------------------------------------------------- what is explained
+
+    @property
+    def methods(self):
+        """Every method: captum class, family, summary, and the reason it is refused for
+        this model (empty where it runs). A pandas DataFrame indexed by method name."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                (m.name, m.captum, m.family, m.summary, m.refuse(self.lm) or "")
+                for m in METHODS.values()
+            ],
+            columns=["method", "captum", "family", "summary", "refused"],
+        ).set_index("method")
+
+    def labels(self) -> list[str]:
+        """A classifier's class labels, in index order."""
+        id2label = self.lm.config.id2label
+        return [str(id2label[i]) for i in range(len(id2label))]
+
+    def logits(self) -> torch.Tensor:
+        """The model's logits for what is explained (vocabulary or classes); one forward."""
+        return self.explained.logits()
+
+    def resolve_target(self, target) -> tuple[int, str]:
+        """(index, text) of ``target``: a token text or id (LMs), a label or class index
+        (classifiers), or None for the model's top prediction."""
+        lm = self.lm
+        if lm.task.explains == "class":
+            labels = self.labels()
+            if target is None:
+                index = int(self.logits().argmax())
+            elif isinstance(target, str):
+                if target not in labels:
+                    raise ValueError(f"target must be one of the labels {labels}; got {target!r}")
+                index = labels.index(target)
+            else:
+                index = check_int(target, "target", 0, len(labels) - 1)
+            return index, labels[index]
+        index = int(self.logits().argmax()) if target is None else token_id(lm, target, "target")
+        return index, lm.tokenizer.decode([index])
+
+    # ----------------------------------------------------------------- running methods
+
+    def __call__(
+        self,
+        method: str = "integrated_gradients",
+        target=None,
+        *,
+        output: str = "probability",
+        baseline: str = "zero",
+        n_steps: int = 50,
+        internal_batch_size: int | None = None,
+        n_samples: int | None = None,
+        window: int = 1,
+        seed: int = 0,
+    ) -> AttributionResult:
+        """Attribute ``target`` with ``method``.
+
+        ``output``: explain the ``probability`` (softmax) or the ``logit``. ``baseline``:
+        what replaces a token (``zero`` vector, or the embedding of the ``pad`` or ``mask``
+        token). ``n_steps``: integration steps (integrated_gradients). ``internal_batch_size``:
+        how many interpolated or perturbed inputs go through the model at once; None
+        chooses it from the text's length and the free memory (``result.settings`` says what
+        was chosen), and a value whose estimated memory is not free is refused up front.
+        ``n_samples``: samples of lime, kernel_shap, shapley_value_sampling (permutations)
+        and deeplift_shap (baselines); None for each method's default. ``window``: tokens
+        per occlusion window. ``seed``: for every random choice.
+        """
+        spec = check_method(method)
+        settings = self._settings(
+            spec,
+            output=output,
+            baseline=baseline,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            n_samples=n_samples,
+            window=window,
+            seed=seed,
+        )
+        reason = spec.refuse(self.lm)
+        if reason:
+            raise MethodNotApplicableError(reason)
+        if target is None:  # the top prediction: the same forward pass as f(x')
+            self.explained.compute_logits(settings["baseline"])
+        index, text = self.resolve_target(target)
+        return self._run(spec, index, text, settings)
+
+    def compare(self, methods=None, target=None, *, faithfulness=True, **options):
+        """Run several methods (default: all) on the same target; refused methods are
+        listed with their reason. Options are those of a single call. ``faithfulness``:
+        True (tokens deleted), a convention (``"deletion"``, ``"replacement"`` by each
+        method's baseline), or False (not computed).
+
+        >>> attributions.compare(["saliency", "integrated_gradients"]).to_frame()
+        """
+        if faithfulness is True:
+            faithfulness = "deletion"
+        elif faithfulness is not False and faithfulness not in CONVENTIONS:
+            raise ValueError(
+                f"faithfulness must be True, False or one of {', '.join(CONVENTIONS)}; "
+                f"got {faithfulness!r}"
+            )
+        unknown = sorted(set(options) - set(CALL_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"compare() got unknown options {unknown}; valid: {', '.join(CALL_OPTIONS)}"
+            )
+        names = list(METHODS) if methods is None else methods
+        if isinstance(names, str) or not names:
+            raise ValueError(
+                f"methods must be a non-empty list of method names ({', '.join(METHODS)}) "
+                "or None for all"
+            )
+        specs = [check_method(name) for name in names]
+        if len({s.name for s in specs}) != len(specs):
+            raise ValueError(f"methods must not repeat a name; got {names}")
+        checked = {s.name: self._settings(s, **{**CALL_OPTIONS, **options}) for s in specs}
+        if target is None:
+            self.explained.compute_logits(checked[specs[0].name]["baseline"])
+        index, text = self.resolve_target(target)
+        results: dict[str, AttributionResult | str] = {}
+        for spec in progress(specs, desc="attribution methods"):
+            reason = spec.refuse(self.lm)
+            if reason:
+                results[spec.name] = reason
+                continue
+            result = self._run(spec, index, text, checked[spec.name])
+            if faithfulness:
+                result.faithfulness(faithfulness)
+            results[spec.name] = result
+        return ComparisonResult(
+            tokens=self.tokens, results=results, convention=faithfulness or None
+        )
+
+    def _settings(
+        self, spec, *, output, baseline, n_steps, internal_batch_size, n_samples, window, seed
+    ) -> dict:
+        """Check every option before any model work (defaults: those of ``__call__``)."""
+        check_choice(output, "output", OUTPUTS)
+        check_baseline(self.lm, baseline)
+        n_steps = check_int(n_steps, "n_steps", 1, 10_000)
+        if internal_batch_size is not None:
+            internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, 4096)
+        if n_samples is not None:
+            n_samples = check_int(n_samples, "n_samples", spec.min_samples, 100_000)
+        n_samples = n_samples if n_samples is not None else spec.default_samples
+        window = check_int(window, "window", 1, len(self.ids))
+        seed = check_seed(seed)
+        batch, memory = self._batch(spec, internal_batch_size, n_samples)
+        return {
+            "output": output,
+            "baseline": baseline,
+            "n_steps": n_steps,
+            "internal_batch_size": batch,
+            "n_samples": n_samples,
+            "window": window,
+            "seed": seed,
+            "memory": memory,
+        }
+
+    def _batch(self, spec, internal_batch_size: int | None, n_samples) -> tuple[int, str]:
+        """Inputs per pass through the model, and what was chosen, in words; a ValueError
+        with the estimate when what the method needs is not free."""
+        n = len(self.ids)
+        backward = spec.family == "gradient"
+        fit = rows_that_fit(self.lm, n, backward=backward)
+        limit = int(REFUSE_ABOVE * fit.available // fit.bytes_per_row)
+        per_row = f"{fit.bytes_per_row / 2**30:.2f} GiB per input on {n} tokens"
+        free = f"{fit.available / 2**30:.1f} GiB available"
+        if spec.batched and internal_batch_size is None:
+            if limit < 1:
+                raise ValueError(
+                    f"{spec.name} needs about {per_row}, more than the {free}: shorten the "
+                    "text, or free memory"
+                )
+            return fit.rows, f"internal_batch_size={fit.rows}, chosen: {fit.describe()}"
+        rows = internal_batch_size if spec.batched else spec.rows(n_samples)
+        if rows > max(limit, 0):
+            fix = (
+                f"internal_batch_size={max(limit, 1)} or less (None chooses)"
+                if spec.batched
+                else "fewer n_samples"
+                if spec.random_baselines
+                else "a shorter text"
+            )
+            raise ValueError(
+                f"{spec.name} would put {rows} inputs through the model at once, about "
+                f"{rows * fit.bytes_per_row / 2**30:.1f} GiB ({per_row}), more than the {free}: "
+                f"use {fix}"
+            )
+        batch = internal_batch_size if spec.batched else fit.rows
+        return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
+
+    def _run(self, spec, index: int, text: str, settings: dict) -> AttributionResult:
+        lm, explained = self.lm, self.explained
+        x = explained.embeddings()
+        f = explained.f(index, settings["output"])
+        baseline = explained.baseline(x, settings["baseline"])
+        n_tokens, n_features = x.shape[1:]
+        question = Question(
+            f=f,
+            x=x.clone().requires_grad_(True),  # captum warns when it has to set this itself
+            baseline=baseline,
+            feature_mask=torch.arange(n_tokens, device=x.device)
+            .view(1, n_tokens, 1)
+            .expand(1, n_tokens, n_features)
+            .clone(),
+            baseline_sampler=lambda n: explained.random_baselines(x, n, settings["seed"]),
+            n_steps=settings["n_steps"],
+            internal_batch_size=settings["internal_batch_size"],
+            n_samples=settings["n_samples"],
+            window=settings["window"],
+        )
+        batch = settings["internal_batch_size"]
+        f.after_pass = PassProgress(
+            spec.passes(n_tokens, settings["n_steps"], batch, settings["n_samples"]),
+            f"{spec.name} ({len(self.ids)} tokens, batches of {batch})",
+        )
+        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
+            torch.manual_seed(settings["seed"])
+            start = time.perf_counter()
+            try:
+                attribution, delta = spec.run(question)
+            finally:
+                f.after_pass.close()
+                f.after_pass = None
+            seconds = time.perf_counter() - start
+        scores = token_scores(spec, attribution.detach()[0].double()).cpu().numpy()
+        # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
+        # explainer and baseline kind); deeplift_shap's x' are its random baselines.
+        explained.compute_logits(settings["baseline"])
+        output = read(explained.logits(), index, settings["output"])
+        if spec.random_baselines:  # x' is a sample: f(x') is its mean
+            with torch.no_grad():
+                references = question.baseline_sampler(settings["n_samples"])
+                baseline_output = float(f(references).mean())
+        else:
+            baseline_output = read(
+                explained.baseline_logits(settings["baseline"]), index, settings["output"]
+            )
+        return AttributionResult(
+            method=spec.name,
+            model_name=lm.name,
+            tokens=self.tokens,
+            token_ids=list(self.ids),
+            scores=scores,
+            attributable=self.attributable.copy(),
+            target=index,
+            target_text=text,
+            question=explained.question,
+            output_kind=settings["output"],
+            output=output,
+            baseline_output=baseline_output,
+            delta=delta,
+            seconds=seconds,
+            explained=explained,
+            settings=dict(settings),
+        )
+
+
+CALL_OPTIONS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(AttributionsExplainer.__call__).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+}
+"""The options of a single call, with their defaults; ``compare`` takes the same."""

@@ -1,0 +1,383 @@
+"""The results of the attributions explainer: one method's scores, the faithfulness of an
+attribution, and several methods compared. They hold data (the scores, the settings and
+the :class:`~.explained.Explained` question they answer), never the explainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..checks import check_choice
+from ..render import Result, escape, grid_figure, html_grid, progress, shade, visible
+from .explained import Explained, check_baseline
+from .faithfulness import CONVENTIONS, eraser_bins, removal_curves
+
+FAITHFULNESS_PROGRESS = 32
+"""Deletion curves over at least this many tokens (2 n + 2 passes) show a progress bar."""
+
+
+def _diverging(value: float) -> tuple[str, str]:
+    """Colours for a normalized score in [-1, 1]: red for positive, blue for negative."""
+    return shade((float(value) + 1) / 2, "RdBu_r")
+
+
+@dataclass
+class AttributionResult(Result):
+    """One method's attribution: ``scores`` (one per input token), with what was explained.
+
+    ``output`` is f(x), ``baseline_output`` f(x') (for ``deeplift_shap``: the mean over its
+    baselines), ``delta`` captum's convergence delta (sum of scores minus
+    ``output - baseline_output``) for the methods that report one, else None.
+    """
+
+    method: str
+    model_name: str
+    tokens: list[str]
+    token_ids: list[int]
+    scores: np.ndarray
+    attributable: np.ndarray
+    target: int
+    target_text: str
+    question: str
+    output_kind: str
+    output: float
+    baseline_output: float
+    delta: float | None
+    seconds: float
+    explained: Explained = field(repr=False)
+    settings: dict = field(repr=False)
+    _faithfulness: dict = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        top = self.top(3)
+        shown = ", ".join(f"{self.tokens[i]!r} {self.scores[i]:+.3g}" for i in top)
+        return (
+            f"AttributionResult({self.method}, {self.output_kind} of {self.target_text!r} "
+            f"= {self.output:.4g}; top tokens: {shown})"
+        )
+
+    @property
+    def normalized(self) -> np.ndarray:
+        """Scores divided by the largest absolute score (all 0 if every score is 0)."""
+        largest = float(np.abs(self.scores).max()) if len(self.scores) else 0.0
+        return self.scores / largest if largest > 0 else np.zeros_like(self.scores)
+
+    def top(self, k: int) -> list[int]:
+        """Positions of the ``k`` highest-scoring attributable tokens, best first."""
+        order = [int(i) for i in np.argsort(-self.scores, kind="stable") if self.attributable[i]]
+        return order[:k]
+
+    def to_frame(self):
+        """Columns ``position, token, token_id, attribution, normalized``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "position": range(len(self.tokens)),
+                "token": self.tokens,
+                "token_id": self.token_ids,
+                "attribution": self.scores,
+                "normalized": self.normalized,
+            }
+        )
+
+    def title(self) -> str:
+        return (
+            f"{self.method} on {self.model_name}: {self.question}; "
+            f"{self.output_kind} of {visible(self.target_text)!r} = {self.output:.4g} "
+            f"(baseline {self.baseline_output:.4g}); sum of scores {self.scores.sum():.4g}"
+        )
+
+    def to_html(self) -> str:
+        chips = []
+        for token, score, norm, counted in zip(
+            self.tokens, self.scores, self.normalized, self.attributable, strict=True
+        ):
+            background, color = _diverging(norm) if counted else ("#eeeeee", "#666666")
+            chips.append(
+                f'<span title="{score:.4g}" style="display:inline-block;margin:1px;'
+                f"padding:2px 4px;border-radius:3px;background:{background};color:{color};"
+                f'font-family:monospace;white-space:pre">{escape(visible(token))}</span>'
+            )
+        return (
+            f'<div class="lmle-attributions"><div style="margin-bottom:4px">'
+            f"{escape(self.title())}</div>{''.join(chips)}<div><small>red raises the "
+            "output, blue lowers it; grey: kept in the baseline; hover for the score"
+            "</small></div></div>"
+        )
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        n = len(self.tokens)
+        figure, axes = plt.subplots(figsize=(max(5.0, 0.7 * n), 2.6))
+        colors = [
+            _diverging(v)[0] if counted else "#cccccc"
+            for v, counted in zip(self.normalized, self.attributable, strict=True)
+        ]
+        axes.bar(range(n), self.scores, color=colors, edgecolor="#555555", linewidth=0.5)
+        axes.axhline(0, color="#555555", linewidth=0.5)
+        axes.set_xticks(range(n), [visible(t) for t in self.tokens], rotation=45, ha="right")
+        axes.set_ylabel(f"attribution ({self.output_kind})")
+        axes.set_title(_wrap(self.title(), 110), fontsize=8)
+        figure.tight_layout()
+        return figure
+
+    def faithfulness(
+        self, convention: str = "deletion", baseline: str | None = None
+    ) -> FaithfulnessResult:
+        """Deletion and insertion curves, their areas, and ERASER's comprehensiveness and
+        sufficiency for this attribution (computed once per convention, then kept).
+
+        ``convention="deletion"`` (the default, as in ERASER) removes tokens from the text;
+        ``"replacement"`` puts ``baseline`` (default: this attribution's own) in their place.
+
+        >>> a.faithfulness().comprehensiveness             # tokens deleted
+        >>> a.faithfulness("replacement", baseline="pad")  # tokens replaced by the pad token
+        """
+        check_choice(convention, "convention", CONVENTIONS)
+        if convention == "deletion":
+            if baseline is not None:
+                raise ValueError(
+                    "baseline is for convention='replacement'; deletion removes tokens and "
+                    f"puts nothing in their place; got baseline={baseline!r}"
+                )
+        else:
+            baseline = self.settings["baseline"] if baseline is None else baseline
+            check_baseline(self.explained.lm, baseline)
+        key = (convention, baseline)
+        if key not in self._faithfulness:
+            self._faithfulness[key] = _faithfulness(self, convention, baseline)
+        return self._faithfulness[key]
+
+
+@dataclass
+class FaithfulnessResult(Result):
+    """How the explained output moves when tokens go, most important first.
+
+    ``deletion[k]``: f with the ``k`` top-scored tokens removed; ``insertion[k]``: f with
+    only the ``k`` top-scored tokens (k = 0..n over the n attributable tokens; special tokens
+    and a masked LM's ``[MASK]`` always stay). ``convention`` says how a token is removed:
+    ``"deletion"`` takes it out of the text (ERASER), ``"replacement"`` puts ``baseline`` in
+    its place. Where deletion leaves a causal LM no token at all, f is read after the
+    tokenizer's BOS token (else its EOS token): the start of a text.
+    Areas are over the fraction k/n in [0, 1]: a faithful attribution has a small
+    ``deletion_auc`` and a large ``insertion_auc``. ``comprehensiveness`` (higher is better)
+    and ``sufficiency`` (lower is better) are ERASER's AOPC: ``f(x) - f(x without r_b)`` and
+    ``f(x) - f(r_b only)`` averaged over the bins ``b`` in 1, 5, 10, 20, 50 % of the tokens,
+    ``r_b`` the ``ceil(b * n)`` top-scored tokens (see :data:`ERASER_BINS`).
+    """
+
+    method: str
+    order: list[int]
+    tokens: list[str]
+    deletion: np.ndarray
+    insertion: np.ndarray
+    output_kind: str
+    convention: str = "deletion"
+    baseline: str | None = None
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, len(self.order) + 1)
+
+    @property
+    def deletion_auc(self) -> float:
+        return float(np.trapezoid(self.deletion, self.fractions))
+
+    @property
+    def insertion_auc(self) -> float:
+        return float(np.trapezoid(self.insertion, self.fractions))
+
+    def bins(self) -> list[int]:
+        """The number of tokens in each ERASER bin: ``ceil(b * n)``, at least 1, at most n."""
+        return eraser_bins(len(self.order))
+
+    @property
+    def comprehensiveness(self) -> float:
+        full = self.deletion[0]
+        return float(np.mean([full - self.deletion[k] for k in self.bins()]))
+
+    @property
+    def sufficiency(self) -> float:
+        full = self.deletion[0]
+        return float(np.mean([full - self.insertion[k] for k in self.bins()]))
+
+    def summary(self) -> dict[str, float]:
+        """The four numbers: deletion_auc, insertion_auc, comprehensiveness, sufficiency."""
+        return {
+            "deletion_auc": self.deletion_auc,
+            "insertion_auc": self.insertion_auc,
+            "comprehensiveness": self.comprehensiveness,
+            "sufficiency": self.sufficiency,
+        }
+
+    def removal(self) -> str:
+        """How tokens were removed, in words."""
+        if self.convention == "deletion":
+            return "tokens deleted from the text"
+        return f"tokens replaced by the {self.baseline} baseline"
+
+    def __repr__(self) -> str:
+        numbers = ", ".join(f"{k}={v:.4g}" for k, v in self.summary().items())
+        return f"FaithfulnessResult({self.method}, {self.removal()}: {numbers})"
+
+    def to_frame(self):
+        """Columns ``k, fraction, token`` (the k-th token removed or added), ``deletion``,
+        ``insertion``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "k": range(len(self.order) + 1),
+                "fraction": self.fractions,
+                "token": [""] + [self.tokens[i] for i in self.order],
+                "deletion": self.deletion,
+                "insertion": self.insertion,
+            }
+        )
+
+    def to_html(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(name)}</td><td>{value:.4g}</td></tr>"
+            for name, value in self.summary().items()
+        )
+        order = " &gt; ".join(escape(visible(self.tokens[i])) for i in self.order)
+        return (
+            f'<div class="lmle-faithfulness"><div>{escape(self.method)} '
+            f"({escape(self.removal())}): tokens by score: "
+            f"<code>{order}</code></div><table>{rows}</table></div>"
+        )
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(5.0, 3.0))
+        axes.plot(
+            self.fractions, self.deletion, "o-", label=f"deletion (AUC {self.deletion_auc:.3g})"
+        )
+        axes.plot(
+            self.fractions, self.insertion, "s-", label=f"insertion (AUC {self.insertion_auc:.3g})"
+        )
+        axes.set_xlabel(
+            f"fraction of tokens removed (deletion) or kept (insertion)\n({self.removal()})"
+        )
+        axes.set_ylabel(self.output_kind)
+        axes.set_title(f"{self.method}: most important tokens first", fontsize=9)
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        return figure
+
+
+@dataclass
+class ComparisonResult(Result):
+    """Several methods on the same question. ``results[name]`` is an
+    :class:`AttributionResult`, or for a refused method the reason (a string).
+    ``convention`` is the faithfulness convention of the table (None: not computed)."""
+
+    tokens: list[str]
+    results: dict[str, AttributionResult | str]
+    convention: str | None
+
+    def __repr__(self) -> str:
+        return f"ComparisonResult({', '.join(self.results)})"
+
+    def _ran(self) -> dict[str, AttributionResult]:
+        return {k: v for k, v in self.results.items() if isinstance(v, AttributionResult)}
+
+    def to_frame(self):
+        """One row per method: ``seconds``, ``sum`` of scores, ``output - baseline``,
+        ``delta``, the faithfulness numbers (if computed) and ``refused`` (the reason, for
+        methods that do not apply)."""
+        import pandas as pd
+
+        rows = []
+        for name, result in self.results.items():
+            row = {"method": name}
+            if isinstance(result, AttributionResult):
+                row.update(
+                    seconds=result.seconds,
+                    sum=float(result.scores.sum()),
+                    output_minus_baseline=result.output - result.baseline_output,
+                    delta=result.delta,
+                )
+                if self.convention:
+                    row.update(result.faithfulness(self.convention).summary())
+                row["refused"] = ""
+            else:
+                row["refused"] = result
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("method")
+
+    def scores_frame(self):
+        """Normalized scores: one row per method that ran, one column per token."""
+        import pandas as pd
+
+        ran = self._ran()
+        columns = [f"{i}:{token}" for i, token in enumerate(self.tokens)]
+        return pd.DataFrame([r.normalized for r in ran.values()], index=list(ran), columns=columns)
+
+    def _grid(self) -> tuple:
+        """(title, token labels, method names, cell texts, colour values in [0, 1]) of the
+        normalized scores, for the HTML grid and its static twin."""
+        ran = self._ran()
+        return (
+            "normalized attribution (red raises the output, blue lowers it)",
+            [visible(t) for t in self.tokens],
+            list(ran),
+            [[f"{v:+.2f}" for v in r.normalized] for r in ran.values()],
+            [((r.normalized + 1) / 2).tolist() for r in ran.values()],
+        )
+
+    def to_html(self) -> str:
+        grid = html_grid(*self._grid(), cmap="RdBu_r")
+        table = self.to_frame().to_html(float_format=lambda v: f"{v:.4g}", escape=True)
+        return f'<div class="lmle-comparison">{grid}{table}</div>'
+
+    def figure(self):
+        return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="method")
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _faithfulness(
+    result: AttributionResult, convention: str, baseline: str | None
+) -> FaithfulnessResult:
+    """The deletion and insertion curves of ``result``, tokens removed by ``convention``."""
+    question, settings = result.explained, result.settings
+    order = result.top(len(result.tokens))
+    always = [i for i in range(len(result.tokens)) if not result.attributable[i]]
+    target, output = result.target, settings["output"]
+    if convention == "deletion":  # texts of different lengths: one pass each
+
+        def f_keeping(sets):
+            shown = progress(
+                sets,
+                desc=f"faithfulness ({len(order)} tokens deleted one by one)",
+                show=len(order) >= FAITHFULNESS_PROGRESS,
+            )
+            return [question.output_with(kept, target, output) for kept in shown]
+
+    else:
+
+        def f_keeping(sets):
+            batch = settings["internal_batch_size"]
+            return question.outputs_replacing(sets, target, output, baseline, batch)
+
+    deletion, insertion = removal_curves(f_keeping, order, always, len(result.tokens))
+    return FaithfulnessResult(
+        method=result.method,
+        order=order,
+        tokens=result.tokens,
+        deletion=deletion,
+        insertion=insertion,
+        output_kind=output,
+        convention=convention,
+        baseline=baseline,
+    )

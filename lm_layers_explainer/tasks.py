@@ -1,0 +1,407 @@
+"""Task kinds: how each kind of model is given a text, run, and read; one table.
+
+:data:`TASKS` maps a model's kind (``causal``, ``masked``, ``encoder``, ``seq2seq``,
+``classifier``) to a :class:`Task`. Explainers never branch on the kind: they encode with
+:func:`encode`, run the model with :func:`run` (or :func:`logits_of_embeddings`, or a
+:class:`Stepper` for generation), and ask ``lm.task`` what a position means.
+
+>>> seq = encode(load_model("tiny-bert"), "a b", "c")      # a pair, with token types
+>>> seq.pair_start, seq.token_type_ids
+(4, [0, 0, 0, 0, 1, 1])
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from .checks import check_text
+
+if TYPE_CHECKING:  # models imports this module
+    from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a kind of model is and how it reads a text.
+
+    ``reads_in_place``: the hidden state at a position describes that position (a
+    bidirectional encoder; a masked LM predicts the ``[MASK]`` there), else it predicts the
+    next token (causal LMs, seq2seq decoders). ``second_text``: how a second text is given:
+    as a second ``segment`` (the tokenizer's pair encoding, with token types), as a
+    ``continuation`` of the first, or as the ``decoder``'s input (the first goes to the
+    encoder). ``explains``: what the attributions explainer explains: the ``next_token``,
+    the one ``mask``, a ``class`` of the whole text, or None (refused).
+    """
+
+    kind: str
+    auto_class: str
+    reads_in_place: bool
+    vocabulary_head: bool
+    second_text: str
+    encoder_decoder: bool = False
+    explains: str | None = None
+
+
+TASKS: dict[str, Task] = {
+    t.kind: t
+    for t in [
+        Task("causal", "AutoModelForCausalLM", False, True, "continuation",
+             explains="next_token"),
+        Task("masked", "AutoModelForMaskedLM", True, True, "segment", explains="mask"),
+        Task("encoder", "AutoModel", True, False, "segment"),
+        Task("seq2seq", "AutoModelForSeq2SeqLM", False, True, "decoder", encoder_decoder=True),
+        Task("classifier", "AutoModelForSequenceClassification", True, False, "segment",
+             explains="class"),
+    ]
+}  # fmt: skip
+"""Kind -> :class:`Task`."""
+
+KINDS = tuple(TASKS)
+"""The kinds of transformer model the explainers know."""
+
+
+def auto_class(kind: str):
+    """The transformers Auto class that loads a model of ``kind``."""
+    import transformers
+
+    return getattr(transformers, TASKS[kind].auto_class)
+
+
+def kind_from_config(config) -> str:
+    """The kind of model a transformers config describes, from its architecture name."""
+    from transformers.models.auto import modeling_auto as auto
+
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    architectures = getattr(config, "architectures", None) or []
+    for architecture in architectures:
+        kind = _kind_from_class_name(architecture, auto)
+        if kind:
+            return kind
+    return "encoder"
+
+
+def _kind_from_class_name(name: str, auto) -> str | None:
+    if name in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or name.endswith(
+        ("ForCausalLM", "LMHeadModel")
+    ):
+        return "causal"
+    if name in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES.values() or name.endswith("ForMaskedLM"):
+        return "masked"
+    if name in auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values():
+        return "seq2seq"
+    if name.endswith("ForSequenceClassification"):
+        return "classifier"
+    return None
+
+
+def kind_of_model(model) -> str:
+    """The kind of a loaded transformers model, from its class name."""
+    from transformers.models.auto import modeling_auto as auto
+
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "seq2seq"
+    return _kind_from_class_name(type(model).__name__, auto) or "encoder"
+
+
+def blocks_and_encoder_blocks(model, kind: str):
+    """(the stack whose blocks give the hidden states, the encoder stack or None)."""
+    if TASKS[kind].encoder_decoder:
+        return model.get_decoder(), model.get_encoder()
+    return model.base_model, None
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def token_texts(tokenizer, ids) -> list[str]:
+    """Each token id decoded on its own (" Paris", "##ville", "[CLS]")."""
+    return [tokenizer.decode([int(i)]) for i in ids]
+
+
+@dataclass
+class Sequence:
+    """A text as the model reads it: the token sequence the explainers index.
+
+    ``ids`` are the text's tokens for causal, masked, encoder and classifier models (with a
+    pair: both texts, the second from ``pair_start``, told apart by ``token_type_ids`` where
+    the model has them); for seq2seq models the decoder's tokens (its start token, or the
+    pair's second text), the text going to the encoder as ``encoder_ids``. ``n_input`` counts
+    the tokens that came from the text (generated ones follow).
+    """
+
+    lm: LoadedModel
+    text: str
+    ids: list[int]
+    n_input: int
+    encoder_ids: list[int] | None = None
+    text_pair: str | None = None
+    pair_start: int | None = None
+    token_type_ids: list[int] | None = None
+
+    @property
+    def tokens(self) -> list[str]:
+        return token_texts(self.lm.tokenizer, self.ids)
+
+    @property
+    def encoder_tokens(self) -> list[str] | None:
+        if self.encoder_ids is None:
+            return None
+        return token_texts(self.lm.tokenizer, self.encoder_ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def with_ids(self, ids: list[int]) -> Sequence:
+        """The same text with the token sequence ``ids`` (for example, extended)."""
+        return Sequence(
+            self.lm, self.text, list(ids), self.n_input, self.encoder_ids, self.text_pair,
+            self.pair_start, self.token_type_ids,
+        )  # fmt: skip
+
+
+def context_length(lm: LoadedModel) -> int | None:
+    """The longest sequence the model takes, from its config (None if it does not say)."""
+    from .families import config_value
+
+    return config_value(lm.config, "context")
+
+
+def check_length(lm: LoadedModel, n_tokens: int, part: str | None = None) -> None:
+    """Refuse a sequence longer than the model's context, before any model work."""
+    limit = context_length(lm)
+    if limit is not None and n_tokens > limit:
+        where = f" ({part})" if part else ""
+        raise ValueError(
+            f"text is {n_tokens} tokens long{where}, longer than the model's context of "
+            f"{limit} tokens"
+        )
+
+
+def encode(
+    lm: LoadedModel,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    names: tuple[str, str] = ("text", "text_pair"),
+) -> Sequence:
+    """Tokenize ``text`` (and a second text) for ``lm``: the one tokenizing path.
+
+    Refuses empty texts, lone surrogates and sequences longer than the model's context
+    (``names`` are the parameter names used in errors). A seq2seq model without a second
+    text starts its decoder from its ``decoder_start_token_id``.
+    """
+    text = check_text(text, names[0])
+    if text_pair is not None:
+        text_pair = check_text(text_pair, names[1])
+    tokenizer, task = lm.tokenizer, lm.task
+    if task.encoder_decoder:
+        encoder_ids = [int(i) for i in tokenizer(text)["input_ids"]]
+        check_length(lm, len(encoder_ids), "encoder" if text_pair is not None else None)
+        if text_pair is None:
+            start = lm.config.decoder_start_token_id
+            if start is None:
+                raise ValueError(f"{lm.name} has no decoder_start_token_id in its config")
+            return Sequence(lm, text, [int(start)], 1, encoder_ids)
+        ids = [int(i) for i in tokenizer(text_pair)["input_ids"]]
+        check_length(lm, len(ids), "decoder")
+        return Sequence(lm, text, ids, len(ids), encoder_ids, text_pair)
+    start = None
+    if text_pair is None:
+        encoded = tokenizer(text)
+        ids, types = encoded["input_ids"], encoded.get("token_type_ids")
+    elif task.second_text == "continuation":  # the second text goes on from the first
+        first = tokenizer(text)["input_ids"]
+        ids = first + tokenizer(text_pair, add_special_tokens=False)["input_ids"]
+        types, start = None, len(first)
+    else:
+        encoded = tokenizer(text, text_pair)
+        ids, types = encoded["input_ids"], encoded.get("token_type_ids")
+        start = types.index(1) if types and 1 in types else len(tokenizer(text)["input_ids"])
+    ids = [int(i) for i in ids]
+    check_length(lm, len(ids))
+    types = [int(t) for t in types] if types is not None else None
+    return Sequence(lm, text, ids, len(ids), None, text_pair, start, types)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def predicted_from(lm: LoadedModel, position: int) -> int:
+    """The position whose hidden state predicts the token at ``position``."""
+    return position if lm.task.reads_in_place else position - 1
+
+
+def read_position(seq: Sequence) -> int | None:
+    """Where the attributions explainer reads what it explains: the last token (causal: the
+    next token is predicted there), the one ``[MASK]`` (masked), None (a classifier's
+    output belongs to the whole text)."""
+    lm = seq.lm
+    if lm.task.explains == "class":
+        return None
+    if lm.task.explains == "next_token":
+        return len(seq.ids) - 1
+    mask_id = lm.tokenizer.mask_token_id
+    if mask_id is None:
+        raise ValueError(f"{lm.name} has no mask token, so a masked-LM question needs one")
+    where = [i for i, token in enumerate(seq.ids) if token == mask_id]
+    if len(where) != 1:
+        raise ValueError(
+            f"text must contain exactly one {lm.tokenizer.mask_token} for a masked LM "
+            f"(the prediction to explain); found {len(where)}"
+        )
+    return where[0]
+
+
+def read_position_in(lm: LoadedModel, kept: list[int], ids: list[int], read_at: int | None):
+    """The read position in a text made of the tokens at positions ``kept`` (``ids``):
+    the last token (causal), the same ``[MASK]`` (masked), None (classifier)."""
+    if read_at is None:
+        return None
+    if lm.task.explains == "next_token":
+        return len(ids) - 1
+    return kept.index(read_at)
+
+
+def question(seq: Sequence, read_at: int | None) -> str:
+    """What the attributions explainer explains, in words."""
+    lm = seq.lm
+    if lm.task.explains == "next_token":
+        return "next token after the text"
+    if lm.task.explains == "mask":
+        return f"the {lm.tokenizer.mask_token} at position {read_at}"
+    return "class of the text" + (" pair" if seq.text_pair is not None else "")
+
+
+# --------------------------------------------------------------------------- running
+
+
+@contextmanager
+def capture_outputs(modules, *, inputs: bool = False):
+    """Collect each module's output (or first input) during a forward pass, in order."""
+    captured: list[torch.Tensor | None] = [None] * len(modules)
+    handles = []
+
+    def hook_for(index):
+        def hook(module, args, output):
+            value = args[0] if inputs else output
+            captured[index] = (value[0] if isinstance(value, tuple) else value).detach()
+
+        return hook
+
+    for index, module in enumerate(modules):
+        handles.append(module.register_forward_hook(hook_for(index)))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def model_inputs(seq: Sequence) -> dict[str, torch.Tensor]:
+    """The keyword arguments of one forward pass over ``seq`` (a batch of one)."""
+    device = seq.lm.device
+    ids = torch.tensor([seq.ids], device=device)
+    if seq.lm.task.encoder_decoder:
+        return {"input_ids": torch.tensor([seq.encoder_ids], device=device),
+                "decoder_input_ids": ids}  # fmt: skip
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if seq.token_type_ids is not None:  # which segment of a pair each token is in
+        inputs["token_type_ids"] = torch.tensor([seq.token_type_ids], device=device)
+    return inputs
+
+
+def run(
+    seq: Sequence,
+    modules=(),
+    *,
+    inputs: bool = False,
+    encoder: bool = False,
+    attentions: bool = False,
+):
+    """One forward pass over ``seq``; returns (the model output, what the modules saw).
+
+    ``encoder``: run only a seq2seq model's encoder. ``attentions``: the output has the
+    attention weights. Each captured tensor has the batch dimension removed: (tokens,
+    features).
+    """
+    lm = seq.lm
+    arguments = model_inputs(seq)
+    if attentions:
+        arguments["output_attentions"] = True
+    with capture_outputs(modules, inputs=inputs) as captured, torch.no_grad():
+        if encoder and lm.task.encoder_decoder:
+            output = lm.model.get_encoder()(input_ids=arguments["input_ids"])
+        else:
+            output = lm.model(**arguments)
+    return output, [tensor[0] for tensor in captured]
+
+
+def attention_weights(output) -> dict[str, tuple]:
+    """The attention weights in a model output, by attention type: ``self``, or for
+    seq2seq models ``encoder``, ``decoder`` and ``cross``."""
+    if hasattr(output, "cross_attentions") and hasattr(output, "encoder_attentions"):
+        return {
+            "encoder": output.encoder_attentions,
+            "decoder": output.decoder_attentions,
+            "cross": output.cross_attentions,
+        }
+    return {"self": output.attentions}
+
+
+def takes_logits_to_keep(lm: LoadedModel) -> bool:
+    """Whether the model can project only some positions onto the vocabulary."""
+    return "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+
+
+def logits_of_embeddings(lm: LoadedModel, embeddings: torch.Tensor, extra: dict, keep=None):
+    """The model's logits for a batch of input embeddings (batch, tokens, features):
+    (batch, tokens or kept positions, vocabulary or classes). ``extra``: further inputs of
+    shape (1, tokens), such as a pair's ``token_type_ids``; ``keep``: the positions to
+    project onto the vocabulary (a tensor, for models that take ``logits_to_keep``)."""
+    batch, length = embeddings.shape[:2]
+    options = {k: v.expand(batch, -1) for k, v in extra.items()}
+    if not lm.task.reads_in_place:
+        options["use_cache"] = False  # one pass: a cache would only take memory
+    if keep is not None:
+        options["logits_to_keep"] = keep
+    mask = torch.ones((batch, length), dtype=torch.long, device=embeddings.device)
+    return lm.model(inputs_embeds=embeddings, attention_mask=mask, **options).logits
+
+
+class Stepper:
+    """The model's next-token logits for a growing sequence, one new token per call after
+    the first (a key/value cache keeps the earlier ones)."""
+
+    def __init__(self, seq: Sequence):
+        self.lm = seq.lm
+        self.cache = None
+        self.seen = 0
+        self.encoder_outputs = None
+        self.keep_one = takes_logits_to_keep(self.lm)
+        if self.lm.task.encoder_decoder:
+            encoder_ids = torch.tensor([seq.encoder_ids], device=self.lm.device)
+            with torch.no_grad():
+                self.encoder_outputs = self.lm.model.get_encoder()(input_ids=encoder_ids)
+
+    def __call__(self, ids: list[int]) -> torch.Tensor:
+        device = self.lm.device
+        new = torch.tensor([ids[self.seen :]], device=device)
+        options = {"past_key_values": self.cache, "use_cache": True}
+        if self.keep_one:
+            options["logits_to_keep"] = 1
+        with torch.no_grad():
+            if self.encoder_outputs is not None:
+                out = self.lm.model(
+                    encoder_outputs=self.encoder_outputs, decoder_input_ids=new, **options
+                )
+            else:
+                mask = torch.ones((1, len(ids)), dtype=torch.long, device=device)
+                out = self.lm.model(input_ids=new, attention_mask=mask, **options)
+        self.cache, self.seen = out.past_key_values, len(ids)
+        return out.logits[0, -1]

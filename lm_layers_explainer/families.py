@@ -15,7 +15,7 @@ per-architecture configuration (the test ``test_a_new_family_is_one_table_entry`
 for GPT-NeoX):
 
 >>> rotary = "transformers.models.gpt_neox.modeling_gpt_neox.apply_rotary_pos_emb"
->>> register(Family("gpt_neox", final_norm=("final_layer_norm",), head=("embed_out",),
+>>> register(Family("gpt_neox", final_norm=("final_layer_norm",), head=("lm_head",),
 ...                 feed_forward=("mlp.dense_4h_to_h",), neuron_view="gpt2",
 ...                 query_key=QueryKey(("attention.query_key_value",),
 ...                                    layout="fused_per_head", rotary=rotary)))

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from .models import LoadedModel
+from .families import config_value
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
 
 SHARE = 0.5
 """Of the memory available, the share a batch may plan to use (the rest: the caller's)."""
@@ -64,15 +68,9 @@ def available_bytes(device: torch.device) -> int:
 
 def bytes_per_row(lm: LoadedModel, n_tokens: int, *, backward: bool) -> int:
     """Estimated peak memory of one input row through the model (see the module doc)."""
-    config = lm.config.get_text_config()
-    d = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or 768
-    f = (
-        getattr(config, "intermediate_size", None)
-        or getattr(config, "n_inner", None)
-        or getattr(config, "encoder_ffn_dim", None)
-        or 4 * d
-    )
-    h = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 12
+    d = config_value(lm.config, "hidden") or 768
+    f = config_value(lm.config, "feed_forward") or 4 * d
+    h = config_value(lm.config, "heads") or 12
     element = next(lm.model.parameters()).element_size()
     vocabulary = lm.vocab_size if lm.unembedding is not None else 0
     per_token_layer = 12 * d + 4 * f + 3 * h * n_tokens

@@ -9,8 +9,7 @@ from helpers import interrupt_at_pass, restore_forward
 from torch import nn
 
 from lm_layers_explainer import lm_layers_explainer, load_model
-from lm_layers_explainer.attributions import ExplainedOutput
-from lm_layers_explainer.attributions import METHODS, MethodNotApplicableError
+from lm_layers_explainer.attributions import METHODS, ExplainedOutput, MethodNotApplicableError
 
 Attributions = lm_layers_explainer["attributions"]
 RUNNABLE = [name for name, m in METHODS.items() if m.run is not None]
@@ -367,8 +366,12 @@ def test_replacement_puts_the_pad_token_in_place_of_the_top_tokens():
         (lambda a: a.faithfulness("erase"), "convention must be one of deletion, replacement"),
         (lambda a: a.faithfulness("deletion", baseline="pad"), "baseline is for convention="),
         (lambda a: a.faithfulness("replacement", baseline="mask"), "needs a mask token"),
-        (lambda a: Attributions("tiny-gpt2", CAUSAL_TEXT).compare(["saliency"], faithfulness="x"),
-         "faithfulness must be"),
+        (
+            lambda a: Attributions("tiny-gpt2", CAUSAL_TEXT).compare(
+                ["saliency"], faithfulness="x"
+            ),
+            "faithfulness must be",
+        ),
     ],
 )
 def test_faithfulness_options_are_checked(call, message):

@@ -106,8 +106,9 @@ def test_without_its_entry_a_family_gets_the_default_and_no_neuron_view():
 
 
 def test_every_catalog_family_has_an_entry_and_finds_its_modules():
-    for name, model_type in [("tiny-gpt2", "gpt2"), ("tiny-bert", "bert"),
-                             ("tiny-bart", "bart"), ("SmolLM2-135M-Instruct", "llama")]:  # fmt: skip
+    catalog_models = {"tiny-gpt2": "gpt2", "tiny-bert": "bert", "tiny-bart": "bart",
+                      "SmolLM2-135M-Instruct": "llama"}  # fmt: skip
+    for name, model_type in catalog_models.items():
         lm = load_model(name)
         family = family_of(lm.config)
         assert family.model_type == model_type == lm.config.model_type
@@ -149,9 +150,11 @@ def test_one_encoding_path_for_pairs(name, kind, pair_start, types):
         own = lm.tokenizer("a b", "c")
         assert seq.ids == own["input_ids"] and seq.token_type_ids == own["token_type_ids"]
     else:  # a causal model reads the second text as the first's continuation
-        assert seq.ids == lm.tokenizer("a b")["input_ids"] + lm.tokenizer(
-            "c", add_special_tokens=False
-        )["input_ids"]
+        assert (
+            seq.ids
+            == lm.tokenizer("a b")["input_ids"]
+            + lm.tokenizer("c", add_special_tokens=False)["input_ids"]
+        )
 
 
 def test_seq2seq_pairs_feed_encoder_and_decoder():

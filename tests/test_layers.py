@@ -8,8 +8,8 @@ import torch
 from helpers import interrupt_at_pass, restore_forward
 
 from lm_layers_explainer import lm_layers_explainer, load_model
-from lm_layers_explainer.tasks import encode
 from lm_layers_explainer.lens import LogitLens, ranks_of
+from lm_layers_explainer.tasks import encode
 
 TEXTS = {"tiny-gpt2": "The keys to the cabinet", "tiny-bert": "the cat sat on the [MASK] .",
          "tiny-bart": "The cat sat on the mat"}  # fmt: skip

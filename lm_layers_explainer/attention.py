@@ -1,7 +1,7 @@
 """Attention views: bertviz's head view and model view, self-contained and offline.
 
->>> head_view = lm_layers_explainer["attention_head_view"]("all-MiniLM-L6-v2")
->>> view = head_view("The cat sat on the mat")     # AttentionResult; shows the view
+>>> head_view = lm_layers_explainer["attention_head_view"]("all-MiniLM-L6-v2", "The cat sat")
+>>> view = head_view()                             # AttentionResult; shows the view
 >>> view.attentions["self"].shape                  # (layers, heads, query, key)
 >>> view.save("heads.png", layer=2)                # static heatmaps of one layer
 """
@@ -264,8 +264,8 @@ class AttentionHeadView(_AttentionView):
 class AttentionModelView(AttentionHeadView):
     """bertviz's model view: every layer (rows) and head (columns) at a glance.
 
-    >>> model_view = lm_layers_explainer["attention_model_view"](model)
-    >>> model_view("The cat sat on the mat", "The cat lay on the rug")
+    >>> model_view = lm_layers_explainer["attention_model_view"](model, text, text_b)
+    >>> model_view()                      # or: E["attention_model_view"](model)(text, text_b)
 
     Each thumbnail is one head's attention pattern; click one to enlarge it. Options:
     ``include_layers`` and ``include_heads`` (fewer make long inputs usable),
@@ -368,8 +368,8 @@ class _QueryKeyProbe:
 class AttentionNeuronView(_AttentionView):
     """bertviz's neuron view: the query and key vectors behind one head's attention.
 
-    >>> neuron_view = lm_layers_explainer["attention_neuron_view"](model)
-    >>> neuron_view("The cat sat on the mat", "The cat lay on the rug")
+    >>> neuron_view = lm_layers_explainer["attention_neuron_view"](model, text, text_b)
+    >>> neuron_view(layer=2, head=0)     # or: E["attention_neuron_view"](model)(text, text_b)
 
     Click a token on the left to see its query vector, every key vector, their elementwise
     products and the resulting attention (the drop-downs choose layer and head). Works for

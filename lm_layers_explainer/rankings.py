@@ -1,7 +1,7 @@
 """The ``rankings`` explainer: the rank of a token in every layer's logit-lens distribution.
 
->>> rankings = lm_layers_explainer["rankings"]("SmolLM2-135M-Instruct")
->>> out = rankings("The keys to the cabinet", generate=1)
+>>> rankings = lm_layers_explainer["rankings"]("SmolLM2-135M-Instruct", "The keys to the cabinet")
+>>> out = rankings(generate=1)
 >>> out.rankings()                                       # the produced token, every layer
 >>> out.rankings_watch(watch=[" is", " are"], position=5)
 """
@@ -230,13 +230,14 @@ def _as_list(watch) -> list:
 class RankingsExplainer(Explainer):
     """Rankings: the rank of produced or watched tokens in every layer's logit-lens distribution.
 
-    >>> rankings = lm_layers_explainer["rankings"](model)
-    >>> out = rankings(text, generate=1, do_sample=False)   # RankingsOutput; shows its tokens
+    >>> rankings = lm_layers_explainer["rankings"](model, text)
+    >>> out = rankings(generate=1, do_sample=False)         # RankingsOutput; shows its tokens
     >>> out.rankings()                                      # rank of each produced token
     >>> out.rankings_watch(watch=[" is", " are"], position=5)
 
     A rank of 1 at layer ``l`` means the token is that layer's top candidate when its
     residual stream is read through the final norm and unembedding (the logit lens).
+    The text may also be given to the call instead: ``rankings(model)(text, generate=1)``.
     """
 
     needs_head = True

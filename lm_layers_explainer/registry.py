@@ -1,7 +1,23 @@
 """The registry of explainers: ``lm_layers_explainer.entry_points`` and ``[name]``.
 
 To add an explainer, add one line to :data:`ENTRY_POINTS`: its name and where its class
-lives. The one-line summary is the first line of the class's docstring.
+lives. The one-line summary is the first line of the class's docstring. Explainers derive
+from :class:`lm_layers_explainer.base.Explainer`.
+
+**The rule for when the text is given.** An explainer is built with the model and the
+text(s) it explains; calling it chooses what to show of them, and every call reuses the
+work done for that text (its encoding, its forward pass)::
+
+    predictions = lm_layers_explainer["predictions"](model, text)
+    predictions(position=8, layer=5)
+    lm_layers_explainer["tokens"](model, text)()
+    lm_layers_explainer["attention_head_view"](model, text, text_pair)(layer=2)
+    lm_layers_explainer["rankings"](model, text)(generate=1)
+
+The explainers that an earlier version built with the model only (tokens, rankings and the
+three attention views) still take the text when called instead, as in
+``lm_layers_explainer["tokens"](model)(text)``; giving it both ways is refused. A text is
+always checked (and, where the explainer reads the model, encoded) before any model runs.
 """
 
 from __future__ import annotations

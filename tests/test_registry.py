@@ -1,4 +1,5 @@
 import inspect
+import re
 
 import pytest
 
@@ -44,3 +45,35 @@ def test_a_new_explainer_needs_only_one_table_line():
     registry = ExplainerRegistry({**ENTRY_POINTS, "extra": "collections:OrderedDict"})
     assert registry["extra"].__name__ == "OrderedDict"
     assert "extra" in registry.entry_points
+
+
+OLDER_SHAPE = {  # explainers that an earlier version built with the model only
+    "tokens": {},
+    "rankings": {"generate": 1},
+    "attention_head_view": {"layer": 1},
+    "attention_model_view": {},
+    "attention_neuron_view": {"layer": 1, "head": 1},
+}
+
+
+@pytest.mark.parametrize("name", list(OLDER_SHAPE))
+def test_the_text_is_given_when_built_and_the_older_call_shape_gives_the_same(name):
+    """registry.py's rule: model and text when built, what to show when called."""
+    text, options = "The cat sat on the mat", OLDER_SHAPE[name]
+    built = lm_layers_explainer[name]("tiny-gpt2", text)(**options)
+    called = lm_layers_explainer[name]("tiny-gpt2")(text, **options)
+    assert built.to_frame().equals(called.to_frame())
+    random_ids = re.compile(r"bertviz-[0-9a-f]{32}")  # bertviz names its elements at random
+    assert random_ids.sub("", built.to_html()) == random_ids.sub("", called.to_html())
+    with pytest.raises(ValueError, match="was given when the explainer was built"):
+        lm_layers_explainer[name]("tiny-gpt2", text)(text, **options)
+    with pytest.raises(TypeError, match="text is missing|sentence_a is missing"):
+        lm_layers_explainer[name]("tiny-gpt2")(**options)
+
+
+@pytest.mark.parametrize("name", ["activations", "predictions", "attributions"])
+def test_explainers_that_read_the_text_once_require_it_when_built(name):
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'text'"):
+        lm_layers_explainer[name]("tiny-gpt2")
+    with pytest.raises(TypeError, match="text must be a string"):
+        lm_layers_explainer[name]("tiny-gpt2", None)

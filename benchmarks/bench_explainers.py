@@ -215,7 +215,7 @@ CASES = [
         "activations",
         None,
         """from sklearn.decomposition import NMF
-downs = [feed_forward_down(block) for block in lm.layers]
+downs = [feed_forward_down(lm, block) for block in lm.layers]
 n = min(8, ids.shape[1])""",
         "E['activations'](lm, text)(n_components=n)",
         """captured = []

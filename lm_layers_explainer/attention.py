@@ -132,14 +132,11 @@ class _AttentionView(Explainer):
 
     def _sequence(self, sentence_a, sentence_b) -> Sequence:
         """The text (or pair) of this call; a seq2seq model needs both (encoder, decoder)."""
-        sentence_a, sentence_b = self.texts_for(sentence_a, sentence_b)
-        if self.lm.task.encoder_decoder and sentence_b is None:
+        if self.lm.task.encoder_decoder and sentence_b is None and self.text_pair is None:
             raise ValueError(
                 "sentence_b is required for a seq2seq model: it is the decoder's input "
                 "(sentence_a goes to the encoder)"
             )
-        if sentence_a is self.text:
-            return self.sequence_for()
         return self.sequence_for(sentence_a, sentence_b)
 
     def _warn_if_long(self, seq: Sequence) -> None:

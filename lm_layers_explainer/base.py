@@ -82,13 +82,13 @@ class Explainer:
     def sequence_for(self, text: str | None = None, text_pair: str | None = None) -> Sequence:
         """The text this call explains, encoded for the model (see :meth:`texts_for`); the
         text given when built is encoded once."""
-        if text is None and text_pair is None and self._encoded is not None:
+        if text is None and text_pair is None:  # the text given when built
+            if self._encoded is None:
+                text, text_pair = self.texts_for()
+                self._encoded = encode(self.lm, text, text_pair, names=self.text_names)
             return self._encoded
         text, text_pair = self.texts_for(text, text_pair)
-        sequence = encode(self.lm, text, text_pair, names=self.text_names)
-        if text is self.text:
-            self._encoded = sequence
-        return sequence
+        return encode(self.lm, text, text_pair, names=self.text_names)
 
     @property
     def sequence(self) -> Sequence:

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import catalog
 from .checkpoints import ModelNotAvailableError, from_pretrained
 from .checks import check_bool
 from .families import Family, family_of
@@ -130,6 +129,10 @@ def load_model(
     >>> load_model("all-MiniLM-L6-v2").kind
     'encoder'
     """
+    # Imported here, not at the top: `python -m lm_layers_explainer.catalog` runs the catalog
+    # as a script, which must not be imported with the package first.
+    from . import catalog
+
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (or None to infer); got {kind!r}")
     if device is not None and device_map is not None:

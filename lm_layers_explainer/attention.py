@@ -152,7 +152,7 @@ class _AttentionView(Explainer):
     def _attentions(self, seq: Sequence) -> dict[str, np.ndarray]:
         self._warn_if_long(seq)
         output, _ = run(seq, attentions=True)
-        found = attention_weights(output)
+        found = attention_weights(self.lm, output)
         _require_weights(self.lm, found)
         return {
             name: torch.cat([a.float().cpu() for a in value]).numpy()

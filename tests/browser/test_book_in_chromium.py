@@ -1,6 +1,7 @@
-"""Every page of the built book, opened in headless Chromium from a local file server, with
-all other network refused: no console errors, every mermaid diagram drawn as SVG, every
-interactive view drawn, every figure loaded, nothing requested from another host.
+"""Every page of the built book, opened in headless Chromium from a local file server and
+straight from disk (``file://``, as the README tells readers to), with all other network
+refused: no console errors, every mermaid diagram drawn as SVG, every interactive view drawn,
+every figure loaded, nothing requested from another host.
 
 The `browser` nox session builds the book first (book/_build/html).
 """
@@ -80,14 +81,16 @@ def test_the_book_has_pages():
     assert {"explainers/attributions.html", "explainers/attention.html", "api.html"} <= names
 
 
+@pytest.mark.parametrize("opened", ["http", "file"])
 @pytest.mark.parametrize("page", [p.relative_to(BUILT).as_posix() for p in _pages()])
-def test_page_reads_offline(browser, server, page):
+def test_page_reads_offline(browser, server, page, opened):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get_log("performance")
-    browser.get(f"{server}/{page}")
+    root = server if opened == "http" else BUILT.as_uri()
+    browser.get(f"{root}/{page}")
     _wait_for(browser, "return document.readyState === 'complete'")
 
     assert _wait_for(browser, MERMAID_DRAWN), "a mermaid block did not become an SVG"
@@ -107,6 +110,6 @@ def test_page_reads_offline(browser, server, page):
     elsewhere = [
         url
         for url in _requests(browser)
-        if urlparse(url).scheme not in LOCAL_SCHEMES and not url.startswith(server)
+        if urlparse(url).scheme not in LOCAL_SCHEMES and not url.startswith(root)
     ]
     assert not elsewhere, f"requested from another host: {elsewhere}"

@@ -57,7 +57,6 @@ import gc, json, os, statistics, threading, time, warnings
 warnings.simplefilter("ignore")
 import numpy as np, torch
 from lm_layers_explainer import lm_layers_explainer as E, load_model, clear_model_cache
-from lm_layers_explainer.models import feed_forward_down
 lm = load_model({model!r})
 model, tokenizer, text = lm.model, lm.tokenizer, {text!r}
 ids = torch.tensor([tokenizer(text)["input_ids"]])
@@ -215,7 +214,7 @@ CASES = [
         "activations",
         None,
         """from sklearn.decomposition import NMF
-downs = [feed_forward_down(lm, block) for block in lm.layers]
+downs = [lm.family.find_feed_forward(block) for block in lm.layers]
 n = min(8, ids.shape[1])""",
         "E['activations'](lm, text)(n_components=n)",
         """captured = []

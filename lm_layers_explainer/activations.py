@@ -17,7 +17,6 @@ import numpy as np
 from .base import Explainer
 from .checks import check_index, check_int, check_number, check_seed
 from .forward import spaced_tokens
-from .models import feed_forward_down
 from .render import Result, escape, visible
 from .tasks import run
 
@@ -185,7 +184,7 @@ class ActivationsExplainer(Explainer):
         self._encoder = lm.encoder_layers is not None  # seq2seq: the encoder reads the text
         blocks = lm.encoder_layers if self._encoder else lm.layers
         self.n_layers = len(blocks)
-        self._downs = [feed_forward_down(lm, block) for block in blocks]
+        self._downs = [lm.family.find_feed_forward(block) for block in blocks]
         self.tokens = sequence.encoder_tokens if self._encoder else sequence.tokens
         self.token_ids = sequence.encoder_ids if self._encoder else sequence.ids
         self.spaced = spaced_tokens(lm, sequence.text, self.tokens)

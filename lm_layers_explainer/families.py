@@ -24,7 +24,7 @@ for GPT-NeoX):
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -90,7 +90,6 @@ class Family:
     feed_forward: tuple[str, ...] = ()
     query_key: QueryKey | None = None
     neuron_view: str | None = None
-    notes: str = field(default="", compare=False)
 
     def find_final_norm(self, stack: nn.Module) -> nn.Module | None:
         """The final norm of a block stack, or None (post-LayerNorm models have none)."""
@@ -220,7 +219,7 @@ for _family in [
         query_key=QueryKey(("attn.c_attn",), layout="fused"),
         neuron_view="gpt2",
     ),
-    Family("llama", notes="SmolLM2", **_LLAMA_STYLE),
+    Family("llama", **_LLAMA_STYLE),  # SmolLM2
     Family("mistral", **_LLAMA_STYLE),
     Family("qwen2", **_LLAMA_STYLE),
     Family("bart", final_norm=("layer_norm",), head=("lm_head",), feed_forward=("fc2",)),

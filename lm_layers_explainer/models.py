@@ -286,11 +286,6 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
     )
 
 
-def feed_forward_down(lm: LoadedModel, block: nn.Module) -> nn.Module:
-    """The last linear layer of a block's feed-forward network (its input: the neurons)."""
-    return lm.family.find_feed_forward(block)
-
-
 def _find_layers(stack: nn.Module) -> nn.ModuleList:
     """The first ModuleList of identical blocks in a transformer stack (h, layers, layer, block)."""
     for module in stack.modules():

@@ -25,7 +25,7 @@ from .forward import (
 )
 from .lens import LogitLens, ranks_of
 from .render import Result, grid_figure, html_grid, progress, visible
-from .tasks import Sequence, predicted_from, token_texts
+from .tasks import Sequence, predicted_from, special_flags, token_texts
 from .tokens import TokensResult
 
 
@@ -114,11 +114,10 @@ class RankingsOutput(Result):
 
     def __init__(self, sequence: Sequence):
         lm = sequence.lm
-        special = set(lm.tokenizer.all_special_ids)
         self.lm, self.sequence = lm, sequence
         self.text, self.model_name = sequence.text, lm.name
         self.tokens, self.token_ids = sequence.tokens, list(sequence.ids)
-        self.special = [i in special for i in sequence.ids]
+        self.special = special_flags(lm.tokenizer, sequence.ids)
         self._lens: LogitLens | None = None
 
     @property

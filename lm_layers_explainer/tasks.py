@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .checks import check_text
+from .families import config_value
 
 if TYPE_CHECKING:  # models imports this module
     from .models import LoadedModel
@@ -127,6 +128,12 @@ def token_texts(tokenizer, ids) -> list[str]:
     return [tokenizer.decode([int(i)]) for i in ids]
 
 
+def special_flags(tokenizer, ids) -> list[bool]:
+    """For each token id, whether the tokenizer counts it special ([CLS], [SEP], a BOS)."""
+    special = set(tokenizer.all_special_ids)
+    return [int(i) in special for i in ids]
+
+
 @dataclass
 class Sequence:
     """A text as the model reads it: the token sequence the explainers index.
@@ -170,8 +177,6 @@ class Sequence:
 
 def context_length(lm: LoadedModel) -> int | None:
     """The longest sequence the model takes, from its config (None if it does not say)."""
-    from .families import config_value
-
     return config_value(lm.config, "context")
 
 
@@ -273,7 +278,7 @@ def read_position_in(lm: LoadedModel, kept: list[int], ids: list[int], read_at: 
     return kept.index(read_at)
 
 
-def question(seq: Sequence, read_at: int | None) -> str:
+def question_text(seq: Sequence, read_at: int | None) -> str:
     """What the attributions explainer explains, in words."""
     lm = seq.lm
     if lm.task.explains == "next_token":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .base import Explainer
 from .render import Result, escape, visible
-from .tasks import token_texts
+from .tasks import special_flags, token_texts
 
 
 @dataclass
@@ -107,11 +107,10 @@ class TokensExplainer(Explainer):
         text, _ = self.texts_for(text)
         tokenizer = self.lm.tokenizer
         ids = tokenizer(text)["input_ids"]  # the text as the tokenizer splits it, any length
-        special_ids = set(tokenizer.all_special_ids)
         return TokensResult(
             text=text,
             tokens=token_texts(tokenizer, ids),
             token_ids=list(ids),
-            special=[i in special_ids for i in ids],
+            special=special_flags(tokenizer, ids),
             model_name=self.lm.name,
         )

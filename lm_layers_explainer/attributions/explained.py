@@ -20,9 +20,10 @@ from ..render import progress
 from ..tasks import (
     Sequence,
     logits_of_embeddings,
-    question,
+    question_text,
     read_position,
     read_position_in,
+    special_flags,
     takes_logits_to_keep,
 )
 
@@ -117,8 +118,7 @@ class Explained:
             else {}
         )
         self.read_at = read_position(seq)
-        special = set(lm.tokenizer.all_special_ids)
-        kept = [i in special for i in self.ids]
+        kept = special_flags(lm.tokenizer, self.ids)
         if self.read_at is not None and lm.task.explains == "mask":
             kept[self.read_at] = True  # the [MASK] is the question, not evidence
         self.attributable = ~np.array(kept)
@@ -134,7 +134,7 @@ class Explained:
     @property
     def question(self) -> str:
         """What is explained, in words."""
-        return question(self.sequence, self.read_at)
+        return question_text(self.sequence, self.read_at)
 
     def f(self, target: int, output: str) -> ExplainedOutput:
         """``f`` for a target index and an output (``probability`` or ``logit``)."""

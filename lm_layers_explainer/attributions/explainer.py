@@ -41,8 +41,24 @@ class AttributionsExplainer(Explainer):
     def __init__(self, model, text: str, text_pair: str | None = None):
         super().__init__(model, text, text_pair)
         self.explained = Explained(self.sequence)
-        self.ids, self.tokens = self.explained.ids, self.explained.tokens
-        self.read_at, self.attributable = self.explained.read_at, self.explained.attributable
+
+    @property
+    def ids(self) -> list[int]:
+        return self.explained.ids
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.explained.tokens
+
+    @property
+    def read_at(self) -> int | None:
+        """Where the answer is read (None for a classifier)."""
+        return self.explained.read_at
+
+    @property
+    def attributable(self):
+        """True for the tokens that can be attributed (not special, not the [MASK])."""
+        return self.explained.attributable
 
     def check_model(self, lm) -> None:
         if lm.task.explains is None:

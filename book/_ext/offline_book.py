@@ -21,6 +21,11 @@ from disk and over HTTP) followed by the same code, run when the document is par
 module was: modules are deferred) inside a function, so that its names stay out of the
 page's globals. It registers the ``load`` handler that draws the diagrams, as before.
 
+The root ``index.html`` is a one-line redirect that sphinx-external-toc writes at the end
+of the build. It names no icon, so a browser opening it over HTTP asks the server for
+``/favicon.ico``, which the book does not have, and logs a 404 whenever that request goes
+out before the redirect: :func:`_redirect_with_icon` adds the book's icon to it.
+
 ``tools/check_built_book.py`` fails the build if any page still loads a script, stylesheet
 or module from another host, or names thebe's CDN.
 """
@@ -62,8 +67,21 @@ def _classic_mermaid(app, exception) -> None:
             page.write_text(rewritten, encoding="utf-8")
 
 
+def _redirect_with_icon(app, exception) -> None:
+    index = Path(app.outdir) / "index.html"
+    if exception is not None or app.builder.format != "html" or not index.exists():
+        return
+    html = index.read_text(encoding="utf-8")
+    if html.lstrip().startswith('<meta http-equiv="Refresh"') and 'rel="icon"' not in html:
+        icon = Path(app.config.html_favicon or "").name
+        if icon:
+            index.write_text(f'<link rel="icon" href="_static/{icon}">\n{html}', encoding="utf-8")
+
+
 def setup(app):
     os.environ.setdefault("TQDM_DISABLE", "1")
     app.connect("builder-inited", _drop_thebe_scripts)
     app.connect("build-finished", _classic_mermaid)
+    # after sphinx-external-toc's handler (default priority 500) has written the redirect
+    app.connect("build-finished", _redirect_with_icon, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

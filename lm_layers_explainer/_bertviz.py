@@ -9,6 +9,12 @@ anonymous define()"). Here each view becomes one ``<iframe srcdoc=...>`` documen
 - bertviz's ``require.config(...)`` / ``requirejs([...], callback)`` calls are served by a
   ten-line shim that hands the callback the inlined ``jQuery`` and ``d3``;
 - the iframe gives every view its own globals, so views do not interfere;
+- the drawing is fitted to its frame (:data:`FIT`): bertviz draws at fixed sizes (the model
+  view is 970 px wide, an expanded neuron view about 1100 px), wider than a book's column, so
+  a drawing wider than the frame is zoomed out to its width, and the frame is told the
+  drawing's height (a ``postMessage`` that the script after the iframe answers by resizing
+  it). Where the page runs no scripts (an untrusted notebook) the frame keeps the height
+  estimated in Python;
 - ``</`` inside every inlined script is written ``<\\/`` (same meaning in JavaScript), so no
   token text, however hostile, can close a script element; the whole document is
   attribute-escaped into ``srcdoc``.
@@ -36,6 +42,61 @@ window.requirejs = function (names, callback) {
   var modules = {jquery: window.jQuery, d3: window.d3};
   callback.apply(null, names.map(function (name) { return modules[name]; }));
 };
+"""
+
+# Runs inside the frame: after each redraw (bertviz re-renders on every drop-down change and
+# shows the neuron view's expanded columns by switching a group's visibility), measure what
+# is drawn and visible at zoom 1, zoom the body out if that is wider than the frame, and send
+# the page the drawn height at that zoom.
+FIT = """
+(function () {
+  var pending = false;
+  function extent() {
+    var right = 0, bottom = 0;
+    document.querySelectorAll('body *').forEach(function (el) {
+      if (el.tagName === 'SCRIPT') return;
+      var style = getComputedStyle(el);
+      if (style.visibility === 'hidden' || style.display === 'none') return;
+      var box = el.getBoundingClientRect();
+      if (box.width === 0 && box.height === 0) return;
+      right = Math.max(right, box.right);
+      bottom = Math.max(bottom, box.bottom);
+    });
+    return {right: right + window.scrollX, bottom: bottom + window.scrollY};
+  }
+  function fit() {
+    pending = false;
+    document.body.style.zoom = 1;
+    var drawn = extent();
+    var width = document.documentElement.clientWidth;
+    var zoom = drawn.right > width + 1 ? width / drawn.right : 1;
+    document.body.style.zoom = zoom;
+    parent.postMessage({lmleViewHeight: Math.ceil(drawn.bottom * zoom) + 8}, '*');
+  }
+  function later() {
+    if (!pending) { pending = true; requestAnimationFrame(fit); }
+  }
+  new MutationObserver(later).observe(document.body, {
+    childList: true, subtree: true, attributes: true, attributeFilter: ['visibility']
+  });
+  window.addEventListener('resize', later);
+  window.addEventListener('load', later);
+})();
+"""
+
+# Runs in the page, right after the frame: resizes that frame (and no other) to the height
+# its drawing reports.
+RESIZE = """
+(function (script) {
+  var frame = script && script.previousElementSibling;
+  if (!frame) return;
+  window.addEventListener('message', function (event) {
+    var height = event.data && event.data.lmleViewHeight;
+    if (event.source === frame.contentWindow && height > 0 && height < 100000) {
+      frame.style.height = Math.ceil(height) + 'px';
+    }
+  });
+})(document.currentScript);
 """
 
 _CDN_SCRIPT = re.compile(r'<script src="https?://[^"]*"></script>')
@@ -67,7 +128,9 @@ def inline_script(code: str) -> str:
 
 
 def self_contained(bertviz_html: str, height: int, title: str) -> str:
-    """Turn the HTML bertviz returns (``html_action='return'``) into one isolated iframe."""
+    """Turn the HTML bertviz returns (``html_action='return'``) into one isolated iframe,
+    followed by the script that resizes it to its drawing; ``height`` is the frame's height
+    until the drawing reports its own."""
     markup, *scripts = _CDN_SCRIPT.sub("", bertviz_html).split(_OPEN)
     if not scripts or not all(_CLOSE in script for script in scripts):
         raise ValueError("unexpected bertviz output: no inline script found")
@@ -81,10 +144,12 @@ def self_contained(bertviz_html: str, height: int, title: str) -> str:
         + "</head><body style='margin:0;background:white'>"
         + markup
         + code
+        + inline_script(FIT)
         + "</body></html>"
     )
     return (
         f'<iframe class="lmle-attention" title="{html.escape(title)}" '
-        f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
+        f'style="width:100%;height:{int(height)}px;border:1px solid #ddd;display:block" '
         f'sandbox="allow-scripts" srcdoc="{html.escape(document, quote=True)}"></iframe>'
+        + inline_script(RESIZE)
     )

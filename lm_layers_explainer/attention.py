@@ -19,7 +19,7 @@ from .base import Explainer
 from .checks import check_choice, check_index, check_indices
 from .families import config_value, neuron_families
 from .models import LoadedModel
-from .render import Result, visible
+from .render import Result, escape, visible
 from .tasks import Sequence, attention_weights, encode, run, token_texts
 
 DISPLAY_MODES = ("light", "dark")
@@ -49,13 +49,40 @@ class AttentionResult(Result):
     sentence_b_start: int | None = None
     queries: np.ndarray | None = field(default=None, repr=False)
     keys: np.ndarray | None = field(default=None, repr=False)
+    layer: int = 0
+    """The layer the view opens on, and the one its static fallback draws."""
+    heads: list[int] | None = None
+    """The heads the view opens with (None: all), and those its static fallback draws."""
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.attentions.items())
         return f"AttentionResult({self.view} view of {self.model_name}; {shapes})"
 
     def to_html(self) -> str:
-        return self.html
+        """The interactive view, then a static picture of the layer it opens on that the
+        browser shows only where scripts are off (``<noscript>``)."""
+        return self.html + self._fallback()
+
+    def _fallback(self) -> str:
+        import base64
+        import io
+
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        from .render import FIGURE_STYLE
+
+        kind = "cross" if "cross" in self.attentions else None
+        figure = self.figure(layer=self.layer, heads=self.heads, kind=kind)
+        buffer = io.BytesIO()
+        with matplotlib.rc_context(FIGURE_STYLE):
+            figure.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
+        plt.close(figure)
+        picture = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return (
+            f'<noscript><img src="data:image/png;base64,{picture}" style="max-width:100%" '
+            f'alt="{self.view} view of {escape(self.model_name)} as heatmaps"></noscript>'
+        )
 
     def _axes_tokens(self, part: str) -> tuple[list[str], list[str]]:
         """(query tokens, key tokens) of an attention type."""
@@ -181,20 +208,26 @@ def _view_height(n_tokens: int) -> int:
 class AttentionHeadView(_AttentionView):
     """bertviz's head view: the attention of one layer's heads, token to token.
 
-    >>> head_view = lm_layers_explainer["attention_head_view"](model)
-    >>> head_view("The cat sat on the mat")                      # one text
-    >>> head_view("The cat sat on the mat", "The cat lay on the rug")   # a pair
-    >>> head_view(source, target)           # seq2seq: encoder input, decoder input
-
     Reading the view: each line joins a token on the left (the one attending) to a token on
     the right (attended to); its weight is the line's opacity; colours are heads. Hover over a
     token to see only its lines; double-click a head's colour box to show only that head;
     single-click boxes to add or remove heads; the drop-downs choose the layer (and, for
     seq2seq models, encoder, decoder or cross attention).
 
-    Options: ``layer`` (the layer to open on), ``heads`` (heads shown at first),
-    ``include_layers`` (layers in the drop-down; fewer make long inputs usable).
-    Returns an :class:`AttentionResult`: ``.html``, ``.attentions``, ``.tokens``, ``.save()``.
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: any model with
+            attention heads.
+        text: the text (the call's ``sentence_a``); or None, and the texts are given to
+            each call instead.
+        text_pair: a second text (``sentence_b``), or None (default): a second segment for
+            masked, encoder and classifier models, the continuation of ``text`` for causal
+            ones, the decoder's input (required) for seq2seq ones.
+
+    Example:
+        >>> head_view = lm_layers_explainer["attention_head_view"]("all-MiniLM-L6-v2")
+        >>> head_view("The cat sat on the mat", "The cat lay on the rug")   # a pair
+        AttentionResult(head view of all-MiniLM-L6-v2; self: (6, 12, 15, 15))
     """
 
     view = "head"
@@ -208,6 +241,29 @@ class AttentionHeadView(_AttentionView):
         heads: list[int] | None = None,
         include_layers: list[int] | None = None,
     ) -> AttentionResult:
+        """Compute the attention weights (one forward pass) and draw bertviz's head view.
+
+        Args:
+            sentence_a: the text; None (default) for the one given when the explainer was
+                built (giving it both ways is refused).
+            sentence_b: the second text, as ``text_pair`` (see the class); None (default).
+            layer: the layer the view opens on, 0 .. layers - 1 (one of ``include_layers``
+                if given); None (default) for the first layer shown.
+            heads: the heads shown at first, a list of 0 .. heads - 1; None (default) for all.
+            include_layers: the layers in the drop-down, a non-empty list of 0 .. layers - 1;
+                None (default) for all. Fewer make long inputs usable (above 128 tokens the
+                view warns).
+
+        Returns:
+            AttentionResult: ``attentions`` (layers, heads, query, key) per attention type,
+            ``tokens``, the self-contained ``html`` view, ``save()`` and ``figure()``.
+
+        Example:
+            >>> head_view = lm_layers_explainer["attention_head_view"](
+            ...     "all-MiniLM-L6-v2", "The cat sat on the mat")
+            >>> head_view(layer=2, heads=[0, 1]).attentions["self"].shape
+            (6, 12, 8, 8)
+        """
         from bertviz import head_view
 
         seq = self._sequence(sentence_a, sentence_b)
@@ -255,18 +311,31 @@ class AttentionHeadView(_AttentionView):
             html=self_contained(raw.data, height, f"{self.view} view of {self.lm.name}"),
             encoder_tokens=encoder_tokens,
             sentence_b_start=seq.pair_start,
+            layer=options.get("layer") or 0,
+            heads=options.get("heads") or options.get("include_heads"),
         )
 
 
 class AttentionModelView(AttentionHeadView):
     """bertviz's model view: every layer (rows) and head (columns) at a glance.
 
-    >>> model_view = lm_layers_explainer["attention_model_view"](model, text, text_b)
-    >>> model_view()                      # or: E["attention_model_view"](model)(text, text_b)
+    Each thumbnail is one head's attention pattern; click one to enlarge it.
 
-    Each thumbnail is one head's attention pattern; click one to enlarge it. Options:
-    ``include_layers`` and ``include_heads`` (fewer make long inputs usable),
-    ``display_mode`` (``"light"`` or ``"dark"``). Returns an :class:`AttentionResult`.
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: any model with
+            attention heads.
+        text: the text (the call's ``sentence_a``); or None, and the texts are given to
+            each call instead.
+        text_pair: a second text (``sentence_b``), or None (default): a second segment for
+            masked, encoder and classifier models, the continuation of ``text`` for causal
+            ones, the decoder's input (required) for seq2seq ones.
+
+    Example:
+        >>> model_view = lm_layers_explainer["attention_model_view"](
+        ...     "tiny-bart", "The cat sat on the mat", "The cat")   # encoder, decoder input
+        >>> list(model_view().attentions)
+        ['encoder', 'decoder', 'cross']
     """
 
     view = "model"
@@ -285,6 +354,28 @@ class AttentionModelView(AttentionHeadView):
         include_heads: list[int] | None = None,
         display_mode: str = "light",
     ) -> AttentionResult:
+        """Compute the attention weights (one forward pass) and draw bertviz's model view.
+
+        Args:
+            sentence_a: the text; None (default) for the one given when the explainer was
+                built (giving it both ways is refused).
+            sentence_b: the second text, as ``text_pair`` (see the class); None (default).
+            include_layers: the layers shown (rows), a non-empty list of 0 .. layers - 1;
+                None (default) for all. Fewer make long inputs usable.
+            include_heads: the heads shown (columns), a non-empty list of 0 .. heads - 1;
+                None (default) for all.
+            display_mode: ``"light"`` (default) or ``"dark"``.
+
+        Returns:
+            AttentionResult: ``attentions`` (layers, heads, query, key) per attention type,
+            ``tokens``, the self-contained ``html`` view, ``save()`` and ``figure()``.
+
+        Example:
+            >>> model_view = lm_layers_explainer["attention_model_view"](
+            ...     "all-MiniLM-L6-v2", "The cat sat on the mat")
+            >>> model_view(include_layers=[0, 1], display_mode="dark")   # weights: every layer
+            AttentionResult(model view of all-MiniLM-L6-v2; self: (6, 12, 8, 8))
+        """
         from bertviz import model_view
 
         check_choice(display_mode, "display_mode", DISPLAY_MODES)
@@ -365,16 +456,26 @@ class _QueryKeyProbe:
 class AttentionNeuronView(_AttentionView):
     """bertviz's neuron view: the query and key vectors behind one head's attention.
 
-    >>> neuron_view = lm_layers_explainer["attention_neuron_view"](model, text, text_b)
-    >>> neuron_view(layer=2, head=0)     # or: E["attention_neuron_view"](model)(text, text_b)
-
     Click a token on the left to see its query vector, every key vector, their elementwise
-    products and the resulting attention (the drop-downs choose layer and head). Works for
-    BERT, RoBERTa, GPT-2 and Llama-style models (Llama, Mistral, Qwen2, SmolLM2), loaded
-    from safetensors, folders or the catalog. For Llama-style models the queries and keys are
-    shown after the rotary position embedding, and each key head is repeated for the query
-    heads that share it. For causal models ``sentence_b`` continues ``sentence_a``.
-    Options: ``layer`` and ``head`` to open on, ``display_mode`` ``"light"``/``"dark"``.
+    products and the resulting attention (the drop-downs choose layer and head). For
+    Llama-style models the queries and keys are shown after the rotary position embedding,
+    and each key head is repeated for the query heads that share it.
+
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: a BERT, RoBERTa,
+            GPT-2 or Llama-style (Llama, Mistral, Qwen2, SmolLM2) model, not a seq2seq one;
+            from safetensors, a folder or the catalog.
+        text: the text (the call's ``sentence_a``); or None, and the texts are given to
+            each call instead.
+        text_pair: a second text (``sentence_b``), or None (default): a second segment for
+            BERT-style models; for causal models it continues ``text``.
+
+    Example:
+        >>> neuron_view = lm_layers_explainer["attention_neuron_view"](
+        ...     "all-MiniLM-L6-v2", "The cat sat on the mat")
+        >>> neuron_view(layer=2, head=0).queries.shape     # (layers, heads, tokens, head size)
+        (6, 12, 8, 32)
     """
 
     view = "neuron"
@@ -397,6 +498,27 @@ class AttentionNeuronView(_AttentionView):
         head: int = 0,
         display_mode: str = "light",
     ) -> AttentionResult:
+        """Compute every layer's attention with its queries and keys (one forward pass) and
+        draw bertviz's neuron view.
+
+        Args:
+            sentence_a: the text; None (default) for the one given when the explainer was
+                built (giving it both ways is refused).
+            sentence_b: the second text, as ``text_pair`` (see the class); None (default).
+            layer: the layer the view opens on (default 0), 0 .. layers - 1.
+            head: the head the view opens on (default 0), 0 .. heads - 1.
+            display_mode: ``"light"`` (default) or ``"dark"``.
+
+        Returns:
+            AttentionResult: as the other views, with ``queries`` and ``keys`` (layers,
+            heads, tokens, head size) filled.
+
+        Example:
+            >>> neuron_view = lm_layers_explainer["attention_neuron_view"](
+            ...     "SmolLM2-135M-Instruct", "The capital of France is")
+            >>> neuron_view(layer=3, head=1, display_mode="dark")
+            AttentionResult(neuron view of SmolLM2-135M-Instruct; self: (30, 9, 5, 5))
+        """
         from bertviz import neuron_view
 
         lm = self.lm
@@ -425,4 +547,6 @@ class AttentionNeuronView(_AttentionView):
             sentence_b_start=seq.pair_start,
             queries=stack("queries"),
             keys=stack("keys"),
+            layer=layer,
+            heads=[head],
         )

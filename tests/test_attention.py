@@ -81,17 +81,18 @@ def test_html_loads_nothing_from_the_network_and_carries_its_libraries():
             value = attrs.get(attribute) or ""
             assert not value.startswith(("http://", "https://", "//")), (tag, value)
     scripts = [attrs for tag, attrs in _elements(document) if tag == "script"]
-    assert len(scripts) == 4 and not any("src" in attrs for attrs in scripts)
+    # jQuery, d3, the require shim, bertviz's view, the fitting of the drawing to the frame
+    assert len(scripts) == 5 and not any("src" in attrs for attrs in scripts)
     assert "d3js.org v5" in document and "jQuery" in document
 
 
 def test_hostile_text_cannot_leave_its_script_or_attribute():
     view = lm_layers_explainer["attention_head_view"]("tiny-gpt2")(HOSTILE)
     outer = _elements(view.html)
-    assert [tag for tag, _ in outer] == ["iframe"]
+    assert [tag for tag, _ in outer] == ["iframe", "script"]  # the frame and its resizer
     document = _document(view.html)
     tags = [tag for tag, _ in _elements(document)]
-    assert "img" not in tags and tags.count("script") == 4
+    assert "img" not in tags and tags.count("script") == 5
     assert "<script>alert" not in document  # the tokens' "</" is written "<\/" in JSON
 
 
@@ -191,7 +192,7 @@ def test_neuron_view_pairs_and_draws_offline():
     assert view.tokens[0] == "[CLS]" and view.tokens.count("[SEP]") == 2
     document = _document(view.html)
     scripts = [attrs for tag, attrs in _elements(document) if tag == "script"]
-    assert len(scripts) == 5 and not any("src" in attrs for attrs in scripts)  # + its params
+    assert len(scripts) == 6 and not any("src" in attrs for attrs in scripts)  # + its params
     assert "window.bertviz_params" in document
 
 
@@ -211,4 +212,21 @@ def test_neuron_view_hostile_text_stays_text():
     view = lm_layers_explainer["attention_neuron_view"]("tiny-gpt2")(HOSTILE)
     document = _document(view.html)
     tags = [tag for tag, _ in _elements(document)]
-    assert "img" not in tags and tags.count("script") == 5
+    assert "img" not in tags and tags.count("script") == 6  # with the view's parameters
+
+
+def test_without_scripts_the_view_shows_the_heatmaps_of_the_layer_it_opens_on():
+    import base64
+    import io
+
+    from PIL import Image
+
+    view = lm_layers_explainer["attention_neuron_view"]("tiny-bert")("The cat sat", layer=1)
+    page = view.to_html()
+    assert page.startswith(view.html)  # the interactive view first, the fallback after it
+    fallback = page[len(view.html) :]
+    assert fallback.startswith("<noscript><img") and fallback.endswith("</noscript>")
+    picture = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", fallback)[1])
+    width, height = Image.open(io.BytesIO(picture)).size
+    assert width > 100 and height > 100
+    assert (view.layer, view.heads) == (1, [0])

@@ -26,6 +26,12 @@ of the build. It names no icon, so a browser opening it over HTTP asks the serve
 ``/favicon.ico``, which the book does not have, and logs a 404 whenever that request goes
 out before the redirect: :func:`_redirect_with_icon` adds the book's icon to it.
 
+Every page that is a notebook (a MyST page with a jupytext header) gets a "Run this page" note
+under its title (:func:`_run_this_page`) that links to the page as a notebook, written next
+to its HTML at the end of the build (:func:`_write_notebooks`, jupytext's conversion, without
+outputs: the reader runs it). The stylesheet ``static/lmle.css`` keeps the content column
+from scrolling sideways: long code lines and table cells wrap.
+
 ``tools/check_built_book.py`` fails the build if any page still loads a script, stylesheet
 or module from another host, or names thebe's CDN.
 """
@@ -78,9 +84,55 @@ def _redirect_with_icon(app, exception) -> None:
             index.write_text(f'<link rel="icon" href="_static/{icon}">\n{html}', encoding="utf-8")
 
 
+def _is_notebook(app, docname: str) -> bool:
+    source = Path(app.env.doc2path(docname))
+    if source.suffix != ".md" or not source.exists():
+        return False
+    return source.read_text(encoding="utf-8").startswith("---\njupytext:")
+
+
+def _run_this_page(app, doctree) -> None:
+    from docutils import nodes
+
+    docname = app.env.docname
+    sections = list(doctree.findall(nodes.section))
+    if not sections or not _is_notebook(app, docname):
+        return
+    notebook = Path(docname).name + ".ipynb"
+    note = (
+        '<div class="admonition tip lmle-run-page"><p class="admonition-title">Run this page</p>'
+        "<p>This page is a notebook. "
+        f'<a class="reference download" href="{notebook}" download="{notebook}">Download '
+        f"{notebook}</a> and run it in Jupyter where <code>lm_layers_explainer</code> is "
+        "installed, or open every page in JupyterLab from a clone of the repository with "
+        "<code>python3 -m nox -s notebooks</code>.</p></div>"
+    )
+    title = sections[0].next_node(nodes.title)
+    sections[0].insert(sections[0].index(title) + 1, nodes.raw("", note, format="html"))
+
+
+def _write_notebooks(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    import jupytext
+
+    for docname in sorted(app.env.found_docs):
+        if _is_notebook(app, docname):
+            notebook = jupytext.read(app.env.doc2path(docname))
+            jupytext.write(notebook, Path(app.outdir) / f"{docname}.ipynb", fmt="ipynb")
+
+
+def _add_stylesheet(app, config) -> None:
+    config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
 def setup(app):
     os.environ.setdefault("TQDM_DISABLE", "1")
     app.connect("builder-inited", _drop_thebe_scripts)
+    app.connect("config-inited", _add_stylesheet)
+    app.add_css_file("lmle.css")
+    app.connect("doctree-read", _run_this_page)
+    app.connect("build-finished", _write_notebooks)
     app.connect("build-finished", _classic_mermaid)
     # after sphinx-external-toc's handler (default priority 500) has written the redirect
     app.connect("build-finished", _redirect_with_icon, priority=900)

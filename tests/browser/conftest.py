@@ -33,7 +33,7 @@ def browser():
     options.binary_location = CHROMIUM
     for argument in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--window-size=1200,1600",
+        "--disable-component-update", "--no-first-run", "--window-size=1280,1000",
         "--proxy-server=127.0.0.1:9",  # every request to another host fails
     ):  # fmt: skip
         options.add_argument(argument)

@@ -1,7 +1,9 @@
 """Every page of the built book, opened in headless Chromium from a local file server and
 straight from disk (``file://``, as the README tells readers to), with all other network
 refused: no console errors, every mermaid diagram drawn as SVG, every interactive view drawn,
-every figure loaded, nothing requested from another host.
+every figure loaded, nothing requested from another host; at 1280 px wide, nothing in the
+content column scrolls sideways, and every attention view's drawing (the neuron view's with
+a token expanded as well) lies inside its frame.
 
 The `browser` nox session builds the book first (book/_build/html).
 """
@@ -73,6 +75,73 @@ return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 
   .map(i => i.src.slice(0, 80));
 """
 
+# What an attention view draws and shows, in the frame's coordinates, against the frame's size.
+DRAWING_OUTSIDE_FRAME = """
+let right = 0, bottom = 0;
+for (const el of document.querySelectorAll('body *')) {
+  if (el.tagName === 'SCRIPT') continue;
+  const style = getComputedStyle(el);
+  if (style.visibility === 'hidden' || style.display === 'none') continue;
+  const box = el.getBoundingClientRect();
+  if (box.width === 0 && box.height === 0) continue;
+  right = Math.max(right, box.right);
+  bottom = Math.max(bottom, box.bottom);
+}
+const width = document.documentElement.clientWidth, height = window.innerHeight;
+return right > width + 1 || bottom > height + 1 ? [right, bottom, width, height] : null;
+"""
+# Expand the neuron view's first token, as a reader does: hover it, click its "+".
+EXPAND_NEURON_VIEW = """
+const plus = document.querySelector('path.plus-sign');
+if (!plus) return false;
+const target = plus.nextElementSibling;
+target.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+target.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+return true;
+"""
+# Elements of the content column that scroll sideways (or run past it) at this width.
+SIDEWAYS = """
+const column = document.querySelector('main') || document.body;
+const edge = column.getBoundingClientRect().right;
+const found = [];
+for (const el of column.querySelectorAll('*')) {
+  const style = getComputedStyle(el);
+  const scrolls = ['auto', 'scroll'].includes(style.overflowX)
+    && el.scrollWidth > el.clientWidth + 1;
+  const box = el.getBoundingClientRect();
+  if (scrolls || (box.width > 0 && box.right > edge + 1 && style.position !== 'fixed')) {
+    found.push(el.tagName + '.' + el.className + ': ' + el.textContent.slice(0, 60));
+  }
+}
+if (document.documentElement.scrollWidth > document.documentElement.clientWidth + 1) {
+  found.push('the page itself');
+}
+return found;
+"""
+
+
+def _inside_frame(browser) -> bool:
+    return _wait_for(browser, f"return (() => {{{DRAWING_OUTSIDE_FRAME}}})() === null")
+
+
+def _check_views(browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    for index, frame in enumerate(browser.find_elements(By.CSS_SELECTOR, "iframe.lmle-attention")):
+        browser.switch_to.frame(frame)
+        drawn = _wait_for(browser, "return document.querySelectorAll('svg').length > 0")
+        fits = {"as opened": drawn and _inside_frame(browser)}
+        outside = browser.execute_script(DRAWING_OUTSIDE_FRAME)
+        if drawn and browser.execute_script(EXPAND_NEURON_VIEW):
+            fits["a token expanded"] = _inside_frame(browser)
+            outside = outside or browser.execute_script(DRAWING_OUTSIDE_FRAME)
+        browser.switch_to.default_content()
+        assert drawn, f"attention view {index} drew no SVG"
+        assert all(fits.values()), (
+            f"attention view {index}: the drawing's (right, bottom) {outside} lies outside its "
+            f"frame's (width, height); fits: {fits}"
+        )
+
 
 def test_the_book_has_pages():
     if not (BUILT / "index.html").exists():
@@ -85,7 +154,6 @@ def test_the_book_has_pages():
 @pytest.mark.parametrize("page", [p.relative_to(BUILT).as_posix() for p in _pages()])
 def test_page_reads_offline(browser, server, page, opened):
     from selenium.common.exceptions import NoAlertPresentException
-    from selenium.webdriver.common.by import By
 
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get_log("performance")
@@ -95,12 +163,9 @@ def test_page_reads_offline(browser, server, page, opened):
 
     assert _wait_for(browser, MERMAID_DRAWN), "a mermaid block did not become an SVG"
     assert _wait_for(browser, IMAGES_LOADED, timeout=5), browser.execute_script(BROKEN_IMAGES)
-    frames = browser.find_elements(By.CSS_SELECTOR, "iframe.lmle-attention")
-    for frame in frames:
-        browser.switch_to.frame(frame)
-        drawn = _wait_for(browser, "return document.querySelectorAll('svg').length > 0")
-        browser.switch_to.default_content()
-        assert drawn, "an attention view drew no SVG"
+    _check_views(browser)
+    sideways = browser.execute_script(SIDEWAYS)
+    assert not sideways, f"scrolls sideways at 1280 px: {sideways}"
     time.sleep(0.5)  # late console messages (MathJax, theme scripts)
 
     with pytest.raises(NoAlertPresentException):
@@ -113,3 +178,24 @@ def test_page_reads_offline(browser, server, page, opened):
         if urlparse(url).scheme not in LOCAL_SCHEMES and not url.startswith(root)
     ]
     assert not elsewhere, f"requested from another host: {elsewhere}"
+
+
+def test_every_notebook_page_links_to_itself_as_a_notebook():
+    """The "Run this page" note of every page with code links to that page as a notebook,
+    written next to its HTML, with the page's code cells, in order."""
+    import jupytext
+
+    if not (BUILT / "index.html").exists():
+        pytest.skip("no built book")
+    book = BUILT.parents[1]
+    pages = [p for p in sorted(book.rglob("*.md")) if p.read_text().startswith("---\njupytext:")]
+    assert len(pages) >= 6
+    for page in pages:
+        name = page.relative_to(book).with_suffix("")
+        built = (BUILT / name).with_suffix(".html").read_text(encoding="utf-8")
+        link = f'href="{name.name}.ipynb" download="{name.name}.ipynb"'
+        assert "Run this page" in built and link in built, name
+        notebook = jupytext.read((BUILT / name).with_suffix(".ipynb"))
+        code = [c.source for c in notebook.cells if c.cell_type == "code"]
+        assert code == [c.source for c in jupytext.read(page).cells if c.cell_type == "code"]
+        assert code and not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code")

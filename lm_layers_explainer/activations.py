@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,7 +15,7 @@ import numpy as np
 from .base import Explainer
 from .checks import check_index, check_int, check_number, check_seed
 from .forward import spaced_tokens
-from .render import Result, escape, visible
+from .render import INLINE_FONT, INLINE_WIDTH, Result, escape, inline_png, visible
 from .tasks import run
 
 # Ten colours that stay apart on screen and in print (matplotlib's tab10).
@@ -103,18 +101,34 @@ class ActivationsResult(Result):
             f"activations, layers {self.from_layer}..{self.to_layer - 1} (deeper colour = "
             f'stronger)</div><div style="line-height:1.9;margin:6px 0">{spans}</div>'
             f'<div style="font-size:12px">{legend}</div>'
-            f'<img alt="factor curves" src="data:image/png;base64,{self._curves_png()}"></div>'
+            + inline_png(self.curves_figure(), "each factor's value along the tokens")
+            + "</div>"
         )
 
-    def _curves_png(self) -> str:
+    def curves_figure(self):
+        """Each factor's value along the tokens, one small panel per factor (a shared token
+        axis), sized for the book's column; the HTML view embeds it."""
         import matplotlib.pyplot as plt
 
-        figure, axes = plt.subplots(figsize=(10, 2.4))
-        self.draw_curves(axes)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=90)
-        plt.close(figure)
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
+        n = self.n_components
+        figure, panels = plt.subplots(
+            n, 1, sharex=True, figsize=(INLINE_WIDTH, 0.45 * n + 0.7), squeeze=False
+        )
+        for f, (axes, row) in enumerate(zip(panels[:, 0], self.factors, strict=True)):
+            axes.fill_between(range(len(row)), row, color=_colour(f), linewidth=0)
+            axes.set_ylabel(f"factor {f}", rotation=0, ha="right", va="center",
+                            fontsize=INLINE_FONT, color=_colour(f))  # fmt: skip
+            axes.set_yticks([])
+            axes.set_ylim(0, max(float(row.max()), 1e-12))
+            for side in ("top", "right", "left"):
+                axes.spines[side].set_visible(False)
+        last = panels[-1, 0]
+        last.set_xlim(0, len(self.tokens) - 1)
+        last.set_xlabel("token position (each panel scaled to its factor's maximum)",
+                        fontsize=INLINE_FONT)  # fmt: skip
+        last.tick_params(labelsize=INLINE_FONT)
+        figure.subplots_adjust(hspace=0.15)
+        return figure
 
     def draw_curves(self, axes) -> None:
         """Each factor's value along the tokens, on a matplotlib ``axes``."""
@@ -165,15 +179,22 @@ class ActivationsResult(Result):
 class ActivationsExplainer(Explainer):
     """Feed-forward neuron activations, decomposed into a few factors over the tokens (NMF).
 
-    >>> activations = lm_layers_explainer["activations"](model, text)
-    >>> factors = activations(n_components=8)                  # every layer
-    >>> factors = activations(n_components=8, from_layer=2, to_layer=4)   # layers 2 and 3
-
     The activations are the inputs of each block's last feed-forward linear layer (after
     the nonlinearity and, in gated MLPs, the gate), for every token, captured with hooks in
-    one forward pass. Negative values are set to 0, as in ecco, because NMF needs
-    non-negative data: a factor describes neurons firing together. For seq2seq models the
-    encoder's layers are used. ``seed``, ``max_iter`` and ``tol`` go to scikit-learn's NMF.
+    one forward pass (on the first call; later calls reuse them). Negative values are set to
+    0, as in ecco, because NMF needs non-negative data: a factor describes neurons firing
+    together. For seq2seq models the encoder's layers and tokens are used.
+
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`; any kind of model.
+        text: the text whose activations are decomposed (required).
+
+    Example:
+        >>> activations = lm_layers_explainer["activations"](
+        ...     "all-MiniLM-L6-v2", "The cat sat on the mat because it was tired")
+        >>> activations(n_components=3).factors.shape      # (n_components, tokens)
+        (3, 12)
     """
 
     text_required = True
@@ -216,6 +237,30 @@ class ActivationsExplainer(Explainer):
         max_iter: int = 500,
         tol: float = 1e-3,
     ) -> ActivationsResult:
+        """Decompose the activations of layers ``from_layer .. to_layer - 1`` into
+        ``n_components`` factors with scikit-learn's NMF (random init, as in ecco).
+
+        Args:
+            n_components: factors to find (default 8), 1 .. the number of tokens: the
+                default needs a text of at least 8 tokens.
+            from_layer: the first layer, 0 .. layers - 1; None (default) for 0.
+            to_layer: the layer after the last one, ``from_layer + 1`` .. layers; None
+                (default) for the number of layers.
+            seed: NMF's random state (default 0), 0 .. ``2**32 - 1``.
+            max_iter: NMF's iteration limit (default 500), 1 .. 1,000,000.
+            tol: NMF's stopping tolerance (default 1e-3), a finite number >= 0.
+
+        Returns:
+            ActivationsResult: ``factors`` (n_components, tokens), ``components``
+            (n_components, neurons of the chosen layers), ``tokens``; it shows as the text
+            coloured by each token's strongest factor.
+
+        Example:
+            >>> activations = lm_layers_explainer["activations"](
+            ...     "all-MiniLM-L6-v2", "The cat sat on the mat because it was tired")
+            >>> activations(n_components=3, from_layer=2, to_layer=4)    # layers 2 and 3
+            ActivationsResult(3 factors over 12 tokens, layers 2..3)
+        """
         from sklearn.decomposition import NMF
 
         n_tokens = len(self.tokens)

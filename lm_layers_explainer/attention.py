@@ -19,7 +19,7 @@ from .base import Explainer
 from .checks import check_choice, check_index, check_indices
 from .families import config_value, neuron_families
 from .models import LoadedModel
-from .render import Result, escape, visible
+from .render import Result, inline_png, visible
 from .tasks import Sequence, attention_weights, encode, run, token_texts
 
 DISPLAY_MODES = ("light", "dark")
@@ -52,7 +52,7 @@ class AttentionResult(Result):
     layer: int = 0
     """The layer the view opens on, and the one its static fallback draws."""
     heads: list[int] | None = None
-    """The heads the view opens with (None: all), and those its static fallback draws."""
+    """The heads the view opens with, and those its static fallback draws; every head if None."""
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.attentions.items())
@@ -64,25 +64,10 @@ class AttentionResult(Result):
         return self.html + self._fallback()
 
     def _fallback(self) -> str:
-        import base64
-        import io
-
-        import matplotlib
-        import matplotlib.pyplot as plt
-
-        from .render import FIGURE_STYLE
-
         kind = "cross" if "cross" in self.attentions else None
         figure = self.figure(layer=self.layer, heads=self.heads, kind=kind)
-        buffer = io.BytesIO()
-        with matplotlib.rc_context(FIGURE_STYLE):
-            figure.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
-        plt.close(figure)
-        picture = base64.b64encode(buffer.getvalue()).decode("ascii")
-        return (
-            f'<noscript><img src="data:image/png;base64,{picture}" style="max-width:100%" '
-            f'alt="{self.view} view of {escape(self.model_name)} as heatmaps"></noscript>'
-        )
+        picture = inline_png(figure, f"{self.view} view of {self.model_name} as heatmaps")
+        return f"<noscript>{picture}</noscript>"
 
     def _axes_tokens(self, part: str) -> tuple[list[str], list[str]]:
         """(query tokens, key tokens) of an attention type."""

@@ -110,19 +110,22 @@ class PredictionsResult(Result):
 class PredictionsExplainer(Explainer):
     """The logit lens: what each layer would predict for a position.
 
-    >>> predictions = lm_layers_explainer["predictions"](model, text)
-    >>> predictions(position=8, layer=5)          # top 10 candidates at layer 5
-    >>> predictions(position=8, layer=5, topk=20)
-    >>> predictions(position=8)                   # every layer
+    Each layer's residual stream is read through the model's final norm and unembedding; at
+    the last layer this is the model's own output distribution. The forward pass is made
+    once per token sequence and reused by later calls.
 
-    ``position=p`` asks for the token at ``p`` (counted from 0 as the tokenizer splits the
-    text): a causal model predicts it from the hidden state at ``p - 1``, a masked model
-    from the state at ``p`` (put ``[MASK]`` there). For causal and seq2seq models a position
-    past the text is reached by generating tokens first, each the model's own choice (its
-    most probable token, or with ``do_sample=True`` a draw from its softmax seeded by
-    ``seed``), up to the model's context length. Each layer's residual stream is read
-    through the model's final norm and unembedding; at the last layer this is the model's
-    own output distribution.
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: a causal, masked or
+            seq2seq language model (one with a vocabulary head).
+        text: the text (required); for a seq2seq model it goes to the encoder, and the
+            positions are the decoder's, which starts from its start token.
+
+    Example:
+        >>> predictions = lm_layers_explainer["predictions"](
+        ...     "SmolLM2-135M-Instruct", "The capital of France is")
+        >>> predictions(position=5, layer=29, topk=3).candidates
+        [[' Paris', ' the', ' London']]
     """
 
     needs_head = True
@@ -148,6 +151,31 @@ class PredictionsExplainer(Explainer):
         do_sample: bool = False,
         seed: int = 0,
     ) -> PredictionsResult:
+        """The ``topk`` most probable tokens for ``position``, at one layer or every layer.
+
+        Args:
+            position: the token predicted, counted from 0 as the tokenizer splits the text
+                (see the ``tokens`` explainer). A causal model (or seq2seq decoder) predicts
+                it from the hidden state at ``position - 1``, so 1 .. its context length: a
+                position past the text is reached by generating tokens first. A masked
+                model reads the state at ``position`` (put ``[MASK]`` there): 0 .. tokens - 1.
+            layer: 0 .. layers - 1; None (default) for every layer.
+            topk: candidates per layer (default 10), 1 .. the vocabulary size.
+            do_sample: how generated tokens are chosen: False (default) the most probable,
+                True a draw from the model's softmax.
+            seed: the seed of those draws (default 0), 0 .. ``2**32 - 1``.
+
+        Returns:
+            PredictionsResult: ``candidates`` and ``token_ids`` (layers, topk) and
+            ``probabilities``, best first; it shows as a grid, layers by rank.
+
+        Example:
+            >>> predictions = lm_layers_explainer["predictions"](
+            ...     "SmolLM2-135M-Instruct", "The capital of France is")
+            >>> result = predictions(position=5, topk=5)      # every layer, 5 candidates each
+            >>> result.candidates[-1]                         # the last layer's
+            [' Paris', ' the', ' London', ' Le', ' New']
+        """
         lm = self.lm
         position = check_position(position, lm, self.sequence, allow_generation=True)
         layers = (

@@ -229,14 +229,24 @@ def _as_list(watch) -> list:
 class RankingsExplainer(Explainer):
     """Rankings: the rank of produced or watched tokens in every layer's logit-lens distribution.
 
-    >>> rankings = lm_layers_explainer["rankings"](model, text)
-    >>> out = rankings(generate=1, do_sample=False)         # RankingsOutput; shows its tokens
-    >>> out.rankings()                                      # rank of each produced token
-    >>> out.rankings_watch(watch=[" is", " are"], position=5)
-
     A rank of 1 at layer ``l`` means the token is that layer's top candidate when its
     residual stream is read through the final norm and unembedding (the logit lens).
-    The text may also be given to the call instead: ``rankings(model)(text, generate=1)``.
+
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: a causal, masked or
+            seq2seq language model (one with a vocabulary head).
+        text: the text; or None, and the text is given to each call instead
+            (``rankings(model)(text, generate=1)``).
+        text_pair: a second text, or None (default): a second segment for a masked model,
+            the continuation of ``text`` for a causal one, the decoder's input for a seq2seq
+            one (without it the decoder starts from its start token).
+
+    Example:
+        >>> rankings = lm_layers_explainer["rankings"](
+        ...     "SmolLM2-135M-Instruct", "The capital of France is")
+        >>> rankings(generate=1).rankings_watch(watch=[" Paris", " London"], position=5)
+        RankingsResult(30 layers; last layer ranks ' Paris'@5: 1, ' London'@5: 3)
     """
 
     needs_head = True
@@ -245,6 +255,31 @@ class RankingsExplainer(Explainer):
     def __call__(
         self, text: str | None = None, generate: int = 0, do_sample: bool = False, seed: int = 0
     ) -> RankingsOutput:
+        """Encode the text and generate ``generate`` tokens after it, ready for rank views.
+
+        Args:
+            text: the text; None (default) for the one given when the explainer was built
+                (giving it both ways is refused).
+            generate: tokens to generate after the text (default 0), each the model's own
+                choice: an int >= 0 with the text's tokens plus ``generate`` at most the
+                model's context length; 0 for a masked model (it fills in, it does not
+                continue).
+            do_sample: False (default) for the most probable token, True for a draw from the
+                model's softmax.
+            seed: the seed of those draws (default 0), 0 .. ``2**32 - 1``.
+
+        Returns:
+            RankingsOutput: shows as its tokens; its ``rankings(positions=None)`` ranks the
+            token at each position (by default the generated ones), and
+            ``rankings_watch(watch, position)`` ranks the watched tokens (texts or ids) as
+            the token at ``position``, both at every layer.
+
+        Example:
+            >>> rankings = lm_layers_explainer["rankings"](
+            ...     "SmolLM2-135M-Instruct", "The capital of France is")
+            >>> rankings(generate=1).rankings()       # rank of ' Paris' in every layer
+            RankingsResult(30 layers; last layer ranks ' Paris'@5: 1)
+        """
         sequence = self.sequence_for(text)
         generate = check_generation(self.lm, generate, len(sequence))
         do_sample, seed = check_sampling(do_sample, seed)

@@ -19,6 +19,16 @@ SAVE_STYLE = {"svg.hashsalt": "lm-layers-explainer"}
 """Fixed SVG element ids (matplotlib draws random ones otherwise): saved files reproduce."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+INLINE_DPI = 100
+"""Resolution of the pictures that results embed in their HTML: at 100 dpi a figure 7.2 inches
+wide is 720 px, narrower than the book's content column at a 1280 px window (740 px), so it
+shows at its natural size, and 9-point text is 12.5 px, no smaller than the book's smallest
+print (its output tables, 12 px)."""
+INLINE_WIDTH = 7.2
+"""Width in inches of the figures results embed in their HTML (see :data:`INLINE_DPI`)."""
+INLINE_FONT = 9
+"""Smallest font size, in points, of the figures results embed in their HTML."""
+
 
 def progress(iterable=None, *, desc: str, total: int | None = None, show: bool = True):
     """A tqdm progress bar (a widget in notebooks), hidden when ``show`` is False or the
@@ -46,6 +56,23 @@ def visible(token: str) -> str:
 def _control_escaped(text: str) -> str:
     """Control characters as ``\\xNN``: they cannot appear in SVG (XML) text at all."""
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def inline_png(figure, alt: str) -> str:
+    """An ``<img>`` carrying the figure as a PNG at :data:`INLINE_DPI` (then closed), no wider
+    than its container."""
+    import base64
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(FIGURE_STYLE):
+        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=INLINE_DPI)
+    plt.close(figure)
+    picture = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="{escape(alt)}" style="max-width:100%" src="data:image/png;base64,{picture}">'
 
 
 def _literal_figure(figure_method):

@@ -94,16 +94,35 @@ class TokensResult(Result):
 class TokensExplainer(Explainer):
     """Show how the model's tokenizer splits a text: position, token, id.
 
-    >>> tokens = lm_layers_explainer["tokens"]("tiny-gpt2")
-    >>> result = tokens("The cat sat")      # TokensResult; shows as HTML in a notebook
-    >>> result.to_frame().columns.tolist()
-    ['position', 'token', 'token_id', 'special']
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel` (see
+            :func:`~lm_layers_explainer.models.load_model`); any kind of model.
+        text: the text to split; or None, and the text is given to each call instead.
+        text_pair: not used by this explainer.
 
-    The text can also be given when the explainer is built:
-    ``lm_layers_explainer["tokens"]("tiny-gpt2", "The cat sat")()``.
+    Example:
+        >>> tokens = lm_layers_explainer["tokens"]("SmolLM2-135M-Instruct")
+        >>> tokens("The capital of France is").tokens
+        ['The', ' capital', ' of', ' France', ' is']
     """
 
     def __call__(self, text: str | None = None) -> TokensResult:
+        """Split the text into tokens with the model's tokenizer (special tokens included).
+
+        Args:
+            text: the text; None (default) for the one given when the explainer was built
+                (giving it both ways is refused). A string with something besides
+                whitespace, of any length (the model does not run).
+
+        Returns:
+            TokensResult: ``tokens``, ``token_ids``, ``special`` and ``positions`` (from 0, the
+            positions the other explainers take); ``to_frame()`` has one row per token.
+
+        Example:
+            >>> lm_layers_explainer["tokens"]("all-MiniLM-L6-v2", "The cat sat")().tokens
+            ['[CLS]', 'the', 'cat', 'sat', '[SEP]']
+        """
         text, _ = self.texts_for(text)
         tokenizer = self.lm.tokenizer
         ids = tokenizer(text)["input_ids"]  # the text as the tokenizer splits it, any length

@@ -10,6 +10,7 @@ from torch import nn
 
 from lm_layers_explainer import lm_layers_explainer, load_model
 from lm_layers_explainer.attributions import METHODS, ExplainedOutput, MethodNotApplicableError
+from lm_layers_explainer.attributions.results import FaithfulnessResult
 
 Attributions = lm_layers_explainer["attributions"]
 RUNNABLE = [name for name, m in METHODS.items() if m.run is not None]
@@ -400,10 +401,11 @@ def test_compare_lists_every_method_and_refusals_with_reasons():
 class _Tags(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.tags = []
+        self.tags, self.sources = [], []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
+        self.sources += [value for name, value in attrs if name == "src"]
 
 
 def test_html_shows_hostile_text_only_as_text(tmp_path):
@@ -414,7 +416,10 @@ def test_html_shows_hostile_text_only_as_text(tmp_path):
     for result in results:
         parser = _Tags()
         parser.feed(result._repr_html_())
-        assert not {"script", "img"} & set(parser.tags), type(result).__name__
+        assert "script" not in parser.tags, type(result).__name__
+        assert ("img" in parser.tags) == isinstance(result, FaithfulnessResult)  # its curves
+        for source in parser.sources:  # only the inline PNG, nothing loaded
+            assert source.startswith("data:image/png;base64,"), type(result).__name__
         assert result.save(tmp_path / f"{type(result).__name__}.png").stat().st_size > 1000
 
 

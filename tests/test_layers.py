@@ -213,7 +213,7 @@ def test_html_is_self_contained_and_shows_hostile_text_only_as_text():
         for tag, attrs in parser.tags:
             if tag == "img":  # only the inline picture of factor curves
                 assert attrs.get("src", "").startswith("data:image/png;base64,")
-                assert attrs.get("alt") == "factor curves"
+                assert attrs.get("alt") == "each factor's value along the tokens"
         assert "http://" not in result._repr_html_() and "https://" not in result._repr_html_()
 
 
@@ -353,3 +353,23 @@ def test_long_generation_shows_progress_and_stops_cleanly_on_ctrl_c(monkeypatch)
     fresh = lm_layers_explainer["predictions"](lm, "The cat")(position=40, layer=1)
     assert predictions(position=40, layer=1).tokens == fresh.tokens
     assert len(fresh.tokens) == 40
+
+
+def test_pictures_embedded_in_html_fit_the_column_with_legible_text():
+    """The figures that results embed in their HTML (factor curves, faithfulness curves) show
+    at natural size in the book's column and no text in them is smaller than INLINE_FONT."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from lm_layers_explainer.render import INLINE_DPI, INLINE_FONT
+
+    text = "The cat sat on the mat. The dog lay on the rug, and the bird sang."
+    factors = lm_layers_explainer["activations"]("tiny-bert", text)(n_components=4)
+    attribution = lm_layers_explainer["attributions"]("tiny-gpt2", text)(method="saliency")
+    for figure in (factors.curves_figure(), attribution.faithfulness().figure()):
+        figure.canvas.draw()
+        shown = [t for t in figure.findobj(Text) if t.get_text() and t.get_visible()]
+        assert shown and min(t.get_fontsize() for t in shown) >= INLINE_FONT
+        width = figure.get_tightbbox().width * INLINE_DPI  # inches to pixels
+        assert width <= 740, width  # the content column at a 1280 px window
+        plt.close(figure)

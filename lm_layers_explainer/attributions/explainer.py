@@ -24,16 +24,23 @@ REFUSE_ABOVE = 0.9
 class AttributionsExplainer(Explainer):
     """Attributions: how much each input token matters to one prediction (captum methods).
 
-    >>> attributions = lm_layers_explainer["attributions"](model, text)
-    >>> a = attributions(method="integrated_gradients", target=" Paris")
-    >>> a.scores, a.to_frame(), a.faithfulness(), a.save("ig.png")
-    >>> attributions.compare(methods=["saliency", "integrated_gradients"])
-    >>> attributions.methods            # every method, and why some are refused here
+    Besides the call: ``compare()`` runs several methods on one target, and ``methods``
+    lists every method and why some are refused for this model.
 
-    ``model`` is a causal LM (explains the next token after ``text``), a masked LM (explains
-    the one ``[MASK]`` in ``text``) or a sequence classifier (explains a class; give
-    ``text_pair`` for two-text tasks such as entailment). ``target`` is a token text, a
-    token id, a class label or index, or None for the model's own top prediction.
+    Args:
+        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
+            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: a causal LM (explains
+            the next token after ``text``), a masked LM (explains the one ``[MASK]`` in
+            ``text``) or a sequence classifier (explains a class).
+        text: the text (required).
+        text_pair: a second segment, for masked LMs and classifiers (two-text tasks such as
+            entailment); None (default). Refused for a causal LM: put both texts in ``text``.
+
+    Example:
+        >>> attributions = lm_layers_explainer["attributions"](
+        ...     "SmolLM2-135M-Instruct", "The capital of France is")
+        >>> attributions.compare(["saliency", "occlusion"], target=" Paris", faithfulness=False)
+        ComparisonResult(saliency, occlusion)
     """
 
     text_required = True
@@ -80,8 +87,9 @@ class AttributionsExplainer(Explainer):
 
     @property
     def methods(self):
-        """Every method: captum class, family, summary, and the reason it is refused for
-        this model (empty where it runs). A pandas DataFrame indexed by method name."""
+        """Every method, with its captum class, family, summary, and the reason it is
+        refused for this model (empty where it runs). A pandas DataFrame indexed by method
+        name."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -134,17 +142,42 @@ class AttributionsExplainer(Explainer):
         window: int = 1,
         seed: int = 0,
     ) -> AttributionResult:
-        """Attribute ``target`` with ``method``.
+        """Attribute ``target`` to the input tokens with ``method``.
 
-        ``output``: explain the ``probability`` (softmax) or the ``logit``. ``baseline``:
-        what replaces a token (``zero`` vector, or the embedding of the ``pad`` or ``mask``
-        token). ``n_steps``: integration steps (integrated_gradients). ``internal_batch_size``:
-        how many interpolated or perturbed inputs go through the model at once; None
-        chooses it from the text's length and the free memory (``result.settings`` says what
-        was chosen), and a value whose estimated memory is not free is refused up front.
-        ``n_samples``: samples of lime, kernel_shap, shapley_value_sampling (permutations)
-        and deeplift_shap (baselines); None for each method's default. ``window``: tokens
-        per occlusion window. ``seed``: for every random choice.
+        Args:
+            method: one of ``saliency``, ``input_x_gradient``, ``integrated_gradients``
+                (default), ``deeplift``, ``deeplift_shap``, ``guided_backprop``,
+                ``guided_gradcam``, ``deconvolution``, ``lrp``, ``occlusion``,
+                ``feature_ablation``, ``lime``, ``kernel_shap``, ``shapley_value_sampling``;
+                those this model cannot run (see ``methods``) raise
+                :class:`~lm_layers_explainer.attributions.methods.MethodNotApplicableError`.
+            target: what is explained; None (default) for the model's top prediction. For an
+                LM a token text that is exactly one token, or a token id (0 .. vocabulary
+                size - 1); for a classifier a class label, or a class index.
+            output: explain the ``"probability"`` (softmax, default) or the ``"logit"``.
+            baseline: what replaces a token: ``"zero"`` (default) vector, or the embedding of
+                the ``"pad"`` or ``"mask"`` token (where the tokenizer has one).
+            n_steps: integration steps of integrated_gradients (default 50), 1 .. 10,000.
+            internal_batch_size: how many interpolated or perturbed inputs go through the
+                model at once, 1 .. 4096; None (default) chooses it from the text's length
+                and the free memory (``result.settings`` says what was chosen). A value
+                whose estimated memory is not free is refused up front.
+            n_samples: samples of lime (default 200), kernel_shap (200),
+                shapley_value_sampling (25 permutations) and deeplift_shap (10 baselines, at
+                least 2), up to 100,000; None (default) for each method's default.
+            window: tokens per occlusion window (default 1), 1 .. the number of tokens.
+            seed: for every random choice (default 0), 0 .. ``2**32 - 1``.
+
+        Returns:
+            AttributionResult: ``scores`` (one per token), ``to_frame()``,
+            ``faithfulness()``, ``save()``; it shows the tokens coloured by their scores.
+
+        Example:
+            >>> attributions = lm_layers_explainer["attributions"](
+            ...     "SmolLM2-135M-Instruct", "The capital of France is")
+            >>> result = attributions(target=" Paris", n_steps=20)     # integrated gradients
+            >>> result.tokens[result.scores.argmax()]
+            ' capital'
         """
         spec = check_method(method)
         settings = self._settings(

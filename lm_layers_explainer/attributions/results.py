@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import check_choice
-from ..render import Result, escape, grid_figure, html_grid, progress, shade, visible
+from ..render import (
+    INLINE_FONT,
+    Result,
+    escape,
+    grid_figure,
+    html_grid,
+    inline_png,
+    progress,
+    shade,
+    visible,
+)
 from .explained import Explained, check_baseline
 from .faithfulness import CONVENTIONS, eraser_bins, removal_curves
 
@@ -97,14 +107,16 @@ class AttributionResult(Result):
         ):
             background, color = _diverging(norm) if counted else ("#eeeeee", "#666666")
             chips.append(
-                f'<span title="{score:.4g}" style="display:inline-block;margin:1px;'
-                f"padding:2px 4px;border-radius:3px;background:{background};color:{color};"
-                f'font-family:monospace;white-space:pre">{escape(visible(token))}</span>'
+                '<span style="display:inline-block;margin:1px;text-align:center">'
+                f'<span style="display:block;padding:2px 4px;border-radius:3px;'
+                f"background:{background};color:{color};font-family:monospace;"
+                f'white-space:pre">{escape(visible(token))}</span>'
+                f'<span style="display:block;font-size:12px;color:#444">{score:.3g}</span></span>'
             )
         return (
             f'<div class="lmle-attributions"><div style="margin-bottom:4px">'
-            f"{escape(self.title())}</div>{''.join(chips)}<div><small>red raises the "
-            "output, blue lowers it; grey: kept in the baseline; hover for the score"
+            f"{escape(self.title())}</div>{''.join(chips)}<div><small>under each token its "
+            "score; red raises the output, blue lowers it; grey: kept in the baseline"
             "</small></div></div>"
         )
 
@@ -248,13 +260,15 @@ class FaithfulnessResult(Result):
         return (
             f'<div class="lmle-faithfulness"><div>{escape(self.method)} '
             f"({escape(self.removal())}): tokens by score: "
-            f"<code>{order}</code></div><table>{rows}</table></div>"
+            f"<code>{order}</code></div><table>{rows}</table>"
+            + inline_png(self.figure(), "deletion and insertion curves")
+            + "</div>"
         )
 
     def figure(self):
         import matplotlib.pyplot as plt
 
-        figure, axes = plt.subplots(figsize=(5.0, 3.0))
+        figure, axes = plt.subplots(figsize=(5.6, 3.2))
         axes.plot(
             self.fractions, self.deletion, "o-", label=f"deletion (AUC {self.deletion_auc:.3g})"
         )
@@ -265,8 +279,8 @@ class FaithfulnessResult(Result):
             f"fraction of tokens removed (deletion) or kept (insertion)\n({self.removal()})"
         )
         axes.set_ylabel(self.output_kind)
-        axes.set_title(f"{self.method}: most important tokens first", fontsize=9)
-        axes.legend(fontsize=8)
+        axes.set_title(f"{self.method}: most important tokens first", fontsize=INLINE_FONT + 1)
+        axes.legend(fontsize=INLINE_FONT)
         figure.tight_layout()
         return figure
 

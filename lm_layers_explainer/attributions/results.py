@@ -346,9 +346,19 @@ class ComparisonResult(Result):
         )
 
     def to_html(self) -> str:
+        """The normalized scores of the methods that ran, as a grid, and the refused methods
+        with their reasons. The numbers (sums, faithfulness, run times) are in
+        :meth:`to_frame`: run times are left out of the HTML, which books publish, because
+        they change from run to run."""
         grid = html_grid(*self._grid(), cmap="RdBu_r")
-        table = self.to_frame().to_html(float_format=lambda v: f"{v:.4g}", escape=True)
-        return f'<div class="lmle-comparison">{grid}{table}</div>'
+        refused = "".join(
+            f"<li><code>{escape(name)}</code>: {escape(reason)}</li>"
+            for name, reason in self.results.items()
+            if isinstance(reason, str)
+        )
+        if refused:
+            refused = f"<div>Refused:</div><ul>{refused}</ul>"
+        return f'<div class="lmle-comparison">{grid}{refused}</div>'
 
     def figure(self):
         return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="method")

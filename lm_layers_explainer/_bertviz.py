@@ -47,7 +47,8 @@ window.requirejs = function (names, callback) {
 # Runs inside the frame: after each redraw (bertviz re-renders on every drop-down change and
 # shows the neuron view's expanded columns by switching a group's visibility), measure what
 # is drawn and visible at zoom 1, zoom the body out if that is wider than the frame, and send
-# the page the drawn height at that zoom.
+# the page the drawn height at that zoom. (A timeout, not requestAnimationFrame, which Chrome
+# does not run in a cross-origin frame outside the viewport: those views never fitted.)
 FIT = """
 (function () {
   var pending = false;
@@ -74,7 +75,7 @@ FIT = """
     parent.postMessage({lmleViewHeight: Math.ceil(drawn.bottom * zoom) + 8}, '*');
   }
   function later() {
-    if (!pending) { pending = true; requestAnimationFrame(fit); }
+    if (!pending) { pending = true; setTimeout(fit, 30); }
   }
   new MutationObserver(later).observe(document.body, {
     childList: true, subtree: true, attributes: true, attributeFilter: ['visibility']

@@ -190,9 +190,10 @@ def html_grid(
     cmap: str = "Blues",
     tooltips: list[list[str]] | None = None,
 ) -> str:
-    """A self-contained HTML table; every text is escaped here."""
+    """A self-contained HTML table; every text is escaped here. Row labels break only after
+    an underscore (``shapley_value_sampling``), so that wide grids fit a book's column."""
     head = "".join(
-        f'<th style="padding:2px 6px;font-family:monospace">{escape(label)}</th>'
+        f'<th style="padding:2px 4px;font-family:monospace">{escape(label)}</th>'
         for label in column_labels
     )
     body = []
@@ -202,10 +203,11 @@ def html_grid(
             background, color = shade(values[r][c], cmap)
             tip = f' title="{escape(tooltips[r][c])}"' if tooltips else ""
             tds.append(
-                f'<td{tip} style="background:{background};color:{color};padding:2px 6px;'
+                f'<td{tip} style="background:{background};color:{color};padding:2px 4px;'
                 f'font-family:monospace;white-space:pre;text-align:center">{escape(text)}</td>'
             )
-        body.append(f'<tr><th style="padding:2px 6px">{escape(label)}</th>{"".join(tds)}</tr>')
+        shown = escape(label).replace(" ", "&nbsp;").replace("_", "_<wbr>")
+        body.append(f'<tr><th style="padding:2px 4px">{shown}</th>{"".join(tds)}</tr>')
     return (
         f'<div class="lmle-grid"><div style="margin-bottom:4px">{escape(title)}</div>'
         f'<table style="border-collapse:collapse;font-size:12px"><tr><th></th>{head}</tr>'

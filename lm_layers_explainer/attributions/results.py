@@ -346,18 +346,20 @@ class ComparisonResult(Result):
         )
 
     def to_html(self) -> str:
-        """The normalized scores of the methods that ran, as a grid, and the refused methods
-        with their reasons. The numbers (sums, faithfulness, run times) are in
+        """The normalized scores of the methods that ran, as a grid, and the names of the
+        refused methods. The numbers (sums, faithfulness, run times) are in
         :meth:`to_frame`: run times are left out of the HTML, which books publish, because
         they change from run to run."""
         grid = html_grid(*self._grid(), cmap="RdBu_r")
-        refused = "".join(
-            f"<li><code>{escape(name)}</code>: {escape(reason)}</li>"
-            for name, reason in self.results.items()
-            if isinstance(reason, str)
-        )
+        refused = [escape(name) for name, reason in self.results.items() if isinstance(reason, str)]
         if refused:
-            refused = f"<div>Refused:</div><ul>{refused}</ul>"
+            refused = (
+                f"<div>Refused for this model: <code>{'</code>, <code>'.join(refused)}</code> "
+                "(the reasons: <code>results[name]</code>, or the explainer's "
+                "<code>methods</code>)</div>"
+            )
+        else:
+            refused = ""
         return f'<div class="lmle-comparison">{grid}{refused}</div>'
 
     def figure(self):

@@ -110,7 +110,9 @@ def build_book(session: nox.Session) -> None:
 
 def forget_stale_executions() -> None:
     """jupyter-book's execution cache is keyed on a page's code only: after a change to the
-    package, a page would show outputs the package no longer gives. Drop the cache then."""
+    package, a page would show outputs the package no longer gives. Drop the cache then, and
+    Sphinx's saved environment too: else Sphinx re-reads only the pages whose source changed,
+    the others are not executed again, and the outputs check finds no executed copy."""
     import hashlib
     import shutil
     from pathlib import Path
@@ -121,6 +123,7 @@ def forget_stale_executions() -> None:
     stamp = Path("book/_build/.package-digest")
     if not stamp.exists() or stamp.read_text() != digest.hexdigest():
         shutil.rmtree("book/_build/.jupyter_cache", ignore_errors=True)
+        shutil.rmtree("book/_build/.doctrees", ignore_errors=True)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest.hexdigest())
 

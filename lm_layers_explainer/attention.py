@@ -19,7 +19,7 @@ from .base import Explainer
 from .checks import check_choice, check_index, check_indices
 from .families import config_value, neuron_families
 from .models import LoadedModel
-from .render import Result, inline_png, visible
+from .render import INLINE_FONT, INLINE_WIDTH, Result, inline_png, visible
 from .tasks import Sequence, attention_weights, encode, run, token_texts
 
 DISPLAY_MODES = ("light", "dark")
@@ -65,7 +65,8 @@ class AttentionResult(Result):
 
     def _fallback(self) -> str:
         kind = "cross" if "cross" in self.attentions else None
-        figure = self.figure(layer=self.layer, heads=self.heads, kind=kind)
+        heads = (self.heads or list(range(next(iter(self.attentions.values())).shape[1])))[:4]
+        figure = self.figure(layer=self.layer, heads=heads, kind=kind)
         picture = inline_png(figure, f"{self.view} view of {self.model_name} as heatmaps")
         return f"<noscript>{picture}</noscript>"
 
@@ -105,7 +106,9 @@ class AttentionResult(Result):
         return pd.concat(frames, ignore_index=True)
 
     def figure(self, layer: int = 0, heads: list[int] | None = None, kind: str | None = None):
-        """Heatmaps (query rows x key columns) of the chosen heads of one layer."""
+        """Heatmaps (query rows x key columns) of the chosen heads of one layer, two per row,
+        sized for a book's column with 9-point text; on long inputs every k-th token is
+        labelled, so that labels do not overlap."""
         import matplotlib.pyplot as plt
 
         kind = kind or next(iter(self.attentions))
@@ -116,21 +119,30 @@ class AttentionResult(Result):
         layer = check_index(layer, n_layers, "layer")
         heads = check_indices(heads, n_heads, "heads") or list(range(n_heads))
         queries, keys = self._axes_tokens(kind)
-        columns = min(len(heads), 4)
+        columns = min(len(heads), 2)
         rows = -(-len(heads) // columns)
-        size = 0.9 + 0.22 * max(len(queries), len(keys))
-        figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows))
-        axes = np.atleast_1d(axes).reshape(-1)
+        panel = INLINE_WIDTH / columns  # inches, labels included
+        room = panel - 1.0  # inches for the heatmap itself
+        line = INLINE_FONT * 1.25 / 72  # inches one label needs
+        figure, axes = plt.subplots(
+            rows, columns, figsize=(INLINE_WIDTH, panel * rows + 0.4), squeeze=False
+        )
+        axes = axes.reshape(-1)
         for ax, head in zip(axes, heads, strict=False):
             ax.imshow(weights[layer, head], cmap="Blues", vmin=0, vmax=1)
-            ax.set_xticks(range(len(keys)), [visible(t) for t in keys], rotation=90, fontsize=7)
-            ax.set_yticks(range(len(queries)), [visible(t) for t in queries], fontsize=7)
-            ax.set_title(f"head {head}", fontsize=8)
+            for labels, set_ticks, rotation in (
+                (keys, ax.set_xticks, 90), (queries, ax.set_yticks, 0)
+            ):  # fmt: skip
+                step = max(1, int(np.ceil(len(labels) * line / room)))
+                shown = range(0, len(labels), step)
+                set_ticks(shown, [visible(labels[i]) for i in shown], rotation=rotation,
+                          fontsize=INLINE_FONT)  # fmt: skip
+            ax.set_title(f"head {head}", fontsize=INLINE_FONT)
         for ax in axes[len(heads) :]:
             ax.axis("off")
         figure.suptitle(
             f"{self.model_name}: {kind} attention, layer {layer} (rows attend to columns)",
-            fontsize=9,
+            fontsize=INLINE_FONT + 1,
         )
         figure.tight_layout()
         return figure

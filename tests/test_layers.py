@@ -356,8 +356,9 @@ def test_long_generation_shows_progress_and_stops_cleanly_on_ctrl_c(monkeypatch)
 
 
 def test_pictures_embedded_in_html_fit_the_column_with_legible_text():
-    """The figures that results embed in their HTML (factor curves, faithfulness curves) show
-    at natural size in the book's column and no text in them is smaller than INLINE_FONT."""
+    """The figures that results embed in their HTML (factor curves, faithfulness curves, the
+    attention views' fallback) show at natural size in the book's column and no text in them
+    is smaller than INLINE_FONT."""
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
@@ -366,7 +367,11 @@ def test_pictures_embedded_in_html_fit_the_column_with_legible_text():
     text = "The cat sat on the mat. The dog lay on the rug, and the bird sang."
     factors = lm_layers_explainer["activations"]("tiny-bert", text)(n_components=4)
     attribution = lm_layers_explainer["attributions"]("tiny-gpt2", text)(method="saliency")
-    for figure in (factors.curves_figure(), attribution.faithfulness().figure()):
+    long = " ".join(["the cat sat on the mat"] * 9)  # 54 tokens: labels are thinned
+    views = [lm_layers_explainer["attention_head_view"]("tiny-bert")(t) for t in (text, long)]
+    figures = [factors.curves_figure(), attribution.faithfulness().figure()]
+    figures += [view.figure(layer=1, heads=[0, 1]) for view in views]
+    for figure in figures:
         figure.canvas.draw()
         shown = [t for t in figure.findobj(Text) if t.get_text() and t.get_visible()]
         assert shown and min(t.get_fontsize() for t in shown) >= INLINE_FONT

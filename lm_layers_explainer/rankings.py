@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,6 +139,14 @@ class RankingsOutput(Result):
     def to_frame(self):
         """Columns ``position, token, token_id, special``."""
         return self.token_view().to_frame()
+
+    def saved_fields(self) -> dict:
+        """What ``save("....json")`` keeps: the tokens it shows (it loads as a
+        :class:`~lm_layers_explainer.tokens.TokensResult`; the ranks need the model)."""
+        view = self.token_view()
+        return {"__kind__": "TokensResult"} | {
+            f.name: getattr(view, f.name) for f in dataclasses.fields(view)
+        }
 
     def to_html(self) -> str:
         return self.token_view().to_html()

@@ -6,10 +6,15 @@ Every explainer result derives from :class:`Result`: it shows itself in a notebo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
+import json
+import math
 import re
 from pathlib import Path
+
+import numpy as np
 
 STATIC_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -138,14 +143,17 @@ class Result:
         return Image(buffer.getvalue())
 
     def save(self, path, **figure_options) -> Path:
-        """Save as ``.html`` (self-contained) or as a static ``.png``, ``.svg`` or ``.pdf``.
+        """Save as ``.html`` (self-contained), as a static ``.png``, ``.svg`` or ``.pdf``, or
+        as ``.json`` (the data, read back by :func:`~lm_layers_explainer.saving.load_result`).
 
         >>> result.save("tokens.svg")
         PosixPath('tokens.svg')
         """
         path = Path(path)
         suffix = path.suffix.lower()
-        if suffix in (".html", ".htm"):
+        if suffix == ".json":
+            path.write_text(dumps(self), encoding="utf-8")
+        elif suffix in (".html", ".htm"):
             path.write_text(self.to_html(), encoding="utf-8")
         elif suffix in STATIC_SUFFIXES:
             import matplotlib
@@ -159,7 +167,7 @@ class Result:
             plt.close(figure)
         else:
             raise ValueError(
-                f"path must end in .html, {', '.join(STATIC_SUFFIXES)}; got {path.name!r}"
+                f"path must end in .html, .json, {', '.join(STATIC_SUFFIXES)}; got {path.name!r}"
             )
         return path
 
@@ -244,3 +252,84 @@ def grid_figure(
     axes.set_title(title, fontsize=9, pad=24)
     figure.tight_layout()
     return figure
+
+
+# --------------------------------------------------------------------------- JSON
+# Writing a result as JSON data lives here, with the results; reading it back (which must
+# know every result class) is lm_layers_explainer.saving.load_result.
+
+FORMAT = "lm-layers-explainer result"
+VERSION = 1
+NOT_SAVED = "not saved"
+"""``field(metadata={NOT_SAVED: True})``: a field that holds the model, not data."""
+
+
+def _number(value: float):
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _encode(value, where: str):
+    """``value`` as JSON data; ``where`` names it in errors."""
+    if isinstance(value, Result):
+        return to_data(value)
+    if isinstance(value, np.ndarray):
+        numeric = np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_
+        if not numeric or np.issubdtype(value.dtype, np.complexfloating):
+            raise TypeError(f"{where}: cannot save an array of dtype {value.dtype}")
+        listed = value.tolist()
+        if np.issubdtype(value.dtype, np.floating):
+            listed = _map_floats(listed)
+        return {"__ndarray__": listed, "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _number(float(value))
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, where) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+        return {"__items__": [[_encode(k, where), _encode(v, where)] for k, v in value.items()]}
+    if dataclasses.is_dataclass(value):  # settings such as a memory fit: kept as a dict
+        return _encode(dataclasses.asdict(value), where)
+    raise TypeError(f"{where}: cannot save a {type(value).__name__} as JSON")
+
+
+def _map_floats(listed):
+    if isinstance(listed, list):
+        return [_map_floats(v) for v in listed]
+    return _number(listed)
+
+
+def to_data(result) -> dict:
+    """A result as JSON-ready data: ``{"__result__": kind, "fields": {...}}``."""
+    data = result.saved_fields() if hasattr(result, "saved_fields") else None
+    if data is None:
+        if not dataclasses.is_dataclass(result):
+            raise TypeError(f"{type(result).__name__} cannot be saved as JSON")
+        data = {
+            f.name: getattr(result, f.name)
+            for f in dataclasses.fields(result)
+            if not f.metadata.get(NOT_SAVED)
+        }
+    kind = data.pop("__kind__", type(result).__name__)
+    fields = {name: _encode(value, f"{kind}.{name}") for name, value in data.items()}
+    return {"__result__": kind, "fields": fields}
+
+
+def dumps(result) -> str:
+    """The JSON text of a result file. ``</`` is written ``<\\/`` (the same JSON), so the text
+    can also sit inside an HTML script element."""
+    document = {"format": FORMAT, "version": VERSION, "result": to_data(result)}
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("</", "<\\/")

@@ -12,6 +12,7 @@ import numpy as np
 from ..checks import check_choice
 from ..render import (
     INLINE_FONT,
+    NOT_SAVED,
     Result,
     escape,
     grid_figure,
@@ -56,7 +57,8 @@ class AttributionResult(Result):
     baseline_output: float
     delta: float | None
     seconds: float
-    explained: Explained = field(repr=False)
+    explained: Explained | None = field(repr=False, metadata={NOT_SAVED: True})
+    """The question, with the model: None in a result loaded from a file."""
     settings: dict = field(repr=False)
     _faithfulness: dict = field(default_factory=dict, repr=False)
 
@@ -158,9 +160,17 @@ class AttributionResult(Result):
                 )
         else:
             baseline = self.settings["baseline"] if baseline is None else baseline
-            check_baseline(self.explained.lm, baseline)
         key = (convention, baseline)
         if key not in self._faithfulness:
+            if self.explained is None:
+                computed = ", ".join(f"{c!r} (baseline {b!r})" for c, b in self._faithfulness)
+                raise ValueError(
+                    "this attribution was loaded from a file and keeps no model, so it cannot "
+                    f"compute faithfulness; it holds what was computed before it was saved: "
+                    f"{computed or 'nothing'}"
+                )
+            if convention == "replacement":
+                check_baseline(self.explained.lm, baseline)
             self._faithfulness[key] = _faithfulness(self, convention, baseline)
         return self._faithfulness[key]
 

@@ -44,6 +44,9 @@ def every_explainer_result(text: str) -> dict:
         "attributions_compare": explain["attributions"](gpt2, text).compare(
             ["saliency", "lime"], n_samples=5
         ),
+        "attributions_continuation": explain["attributions"](gpt2, text)(
+            method="feature_ablation", target=" " + text
+        ),
     }
 
 

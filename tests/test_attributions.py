@@ -448,7 +448,10 @@ def _gpt2():
         (lambda: _gpt2()(method="occlusion", window=0), ValueError, r"window must be in 1\.\.5"),
         (lambda: _gpt2()(method="occlusion", window=6), ValueError, r"window must be in 1\.\.5"),
         (lambda: _gpt2()(seed=-1), ValueError, "seed must be in 0"),
-        (lambda: _gpt2()(target=" cabinetry drawers"), ValueError, "target must be one token"),
+        # a causal LM explains several target tokens as a continuation; a masked LM fills one
+        (lambda: Attributions("tiny-bert", "a [MASK]")(target="big dogs"), ValueError,
+         "target must be one token"),
+        (lambda: _gpt2()(target=""), ValueError, "target must be a non-empty token text"),
         (lambda: _gpt2()(target=10**7), ValueError, r"target must be in 0\.\."),
         (lambda: _gpt2()(target=-1), ValueError, r"target must be in 0\.\."),
         (lambda: _gpt2()(target=1.0), TypeError, "target must be an int"),

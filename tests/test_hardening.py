@@ -115,7 +115,7 @@ CASES = [
      ValueError, "method must be one of saliency, "),
     ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(n_steps=0),
      ValueError, r"n_steps must be in 1\.\.10000"),
-    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(target=" big dogs"),
+    ("attributions", lambda: E["attributions"]("tiny-bert", "a [MASK]")(target="big dogs"),
      ValueError, "target must be one token"),
     ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(baseline="mask"),
      ValueError, "baseline='mask' needs a mask token"),

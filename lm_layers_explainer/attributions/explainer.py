@@ -12,10 +12,11 @@ from ..checks import check_choice, check_int, check_seed
 from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
+from .continuation import explain_continuation, target_ids
 from .explained import OUTPUTS, Explained, PassProgress, check_baseline, read
 from .faithfulness import CONVENTIONS
 from .methods import METHODS, MethodNotApplicableError, Question, check_method, token_scores
-from .results import AttributionResult, ComparisonResult
+from .results import AttributionResult, ComparisonResult, ContinuationResult
 
 REFUSE_ABOVE = 0.9
 """A pass whose estimated memory exceeds this share of the free memory is refused."""
@@ -141,7 +142,8 @@ class AttributionsExplainer(Explainer):
         n_samples: int | None = None,
         window: int = 1,
         seed: int = 0,
-    ) -> AttributionResult:
+        generate: int | None = None,
+    ) -> AttributionResult | ContinuationResult:
         """Attribute ``target`` to the input tokens with ``method``.
 
         Args:
@@ -153,7 +155,9 @@ class AttributionsExplainer(Explainer):
                 :class:`~lm_layers_explainer.attributions.methods.MethodNotApplicableError`.
             target: what is explained; None (default) for the model's top prediction. For an
                 LM a token text that is exactly one token, or a token id (0 .. vocabulary
-                size - 1); for a classifier a class label, or a class index.
+                size - 1); for a classifier a class label, or a class index. For a causal LM
+                a text of several tokens is a continuation: each of its tokens is explained
+                (a :class:`~lm_layers_explainer.attributions.results.ContinuationResult`).
             output: explain the ``"probability"`` (softmax, default) or the ``"logit"``.
             baseline: what replaces a token: ``"zero"`` (default) vector, or the embedding of
                 the ``"pad"`` or ``"mask"`` token (where the tokenizer has one).
@@ -167,10 +171,15 @@ class AttributionsExplainer(Explainer):
                 least 2), up to 100,000; None (default) for each method's default.
             window: tokens per occlusion window (default 1), 1 .. the number of tokens.
             seed: for every random choice (default 0), 0 .. ``2**32 - 1``.
+            generate: causal LMs only: the model writes this many tokens (1 .. its context
+                left) after the text, greedily, and each is explained as a continuation;
+                None (default) for none. Not with ``target``.
 
         Returns:
             AttributionResult: ``scores`` (one per token), ``to_frame()``,
             ``faithfulness()``, ``save()``; it shows the tokens coloured by their scores.
+            For a continuation, a ContinuationResult: ``scores`` (target tokens, source
+            tokens), ``step_scores``, ``to_frame()``, ``aggregate("words")``.
 
         Example:
             >>> attributions = lm_layers_explainer["attributions"](
@@ -180,19 +189,24 @@ class AttributionsExplainer(Explainer):
             ' capital'
         """
         spec = check_method(method)
-        settings = self._settings(
-            spec,
-            output=output,
-            baseline=baseline,
-            n_steps=n_steps,
-            internal_batch_size=internal_batch_size,
-            n_samples=n_samples,
-            window=window,
-            seed=seed,
-        )
+        options = {
+            "output": output,
+            "baseline": baseline,
+            "n_steps": n_steps,
+            "internal_batch_size": internal_batch_size,
+            "n_samples": n_samples,
+            "window": window,
+            "seed": seed,
+        }
+        settings = self._settings(spec, **options)
         reason = spec.refuse(self.lm)
         if reason:
             raise MethodNotApplicableError(reason)
+        continuation = target_ids(self, target, generate)
+        if continuation is not None:  # the longest prefix sets the batch that fits
+            longest = len(self.ids) + len(continuation) - 1
+            settings = self._settings(spec, **options, n_tokens=longest)
+            return explain_continuation(self, spec, continuation, settings)
         if target is None:  # the top prediction: the same forward pass as f(x')
             self.explained.compute_logits(settings["baseline"])
         index, text = self.resolve_target(target)
@@ -246,9 +260,20 @@ class AttributionsExplainer(Explainer):
         )
 
     def _settings(
-        self, spec, *, output, baseline, n_steps, internal_batch_size, n_samples, window, seed
+        self,
+        spec,
+        *,
+        output,
+        baseline,
+        n_steps,
+        internal_batch_size,
+        n_samples,
+        window,
+        seed,
+        n_tokens: int | None = None,
     ) -> dict:
-        """Check every option before any model work (defaults: those of ``__call__``)."""
+        """Check every option before any model work (defaults: those of ``__call__``);
+        ``n_tokens``: the longest text the method will read (default: this text)."""
         check_choice(output, "output", OUTPUTS)
         check_baseline(self.lm, baseline)
         n_steps = check_int(n_steps, "n_steps", 1, 10_000)
@@ -259,7 +284,7 @@ class AttributionsExplainer(Explainer):
         n_samples = n_samples if n_samples is not None else spec.default_samples
         window = check_int(window, "window", 1, len(self.ids))
         seed = check_seed(seed)
-        batch, memory = self._batch(spec, internal_batch_size, n_samples)
+        batch, memory = self._batch(spec, internal_batch_size, n_samples, n_tokens)
         return {
             "output": output,
             "baseline": baseline,
@@ -271,10 +296,12 @@ class AttributionsExplainer(Explainer):
             "memory": memory,
         }
 
-    def _batch(self, spec, internal_batch_size: int | None, n_samples) -> tuple[int, str]:
+    def _batch(
+        self, spec, internal_batch_size: int | None, n_samples, n_tokens: int | None = None
+    ) -> tuple[int, str]:
         """Inputs per pass through the model, and what was chosen, in words; a ValueError
         with the estimate when what the method needs is not free."""
-        n = len(self.ids)
+        n = n_tokens or len(self.ids)
         backward = spec.family == "gradient"
         fit = rows_that_fit(self.lm, n, backward=backward)
         limit = int(REFUSE_ABOVE * fit.available // fit.bytes_per_row)
@@ -304,8 +331,12 @@ class AttributionsExplainer(Explainer):
         batch = internal_batch_size if spec.batched else fit.rows
         return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
 
-    def _run(self, spec, index: int, text: str, settings: dict) -> AttributionResult:
-        lm, explained = self.lm, self.explained
+    def _run(
+        self, spec, index: int, text: str, settings: dict, explained: Explained | None = None
+    ) -> AttributionResult:
+        """One method on one question: this explainer's text, or ``explained`` (the text
+        extended by part of a continuation)."""
+        lm, explained = self.lm, explained or self.explained
         x = explained.embeddings()
         f = explained.f(index, settings["output"])
         baseline = explained.baseline(x, settings["baseline"])
@@ -327,7 +358,7 @@ class AttributionsExplainer(Explainer):
         batch = settings["internal_batch_size"]
         f.after_pass = PassProgress(
             spec.passes(n_tokens, settings["n_steps"], batch, settings["n_samples"]),
-            f"{spec.name} ({len(self.ids)} tokens, batches of {batch})",
+            f"{spec.name} ({len(explained.ids)} tokens, batches of {batch})",
         )
         with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
             torch.manual_seed(settings["seed"])
@@ -354,10 +385,10 @@ class AttributionsExplainer(Explainer):
         return AttributionResult(
             method=spec.name,
             model_name=lm.name,
-            tokens=self.tokens,
-            token_ids=list(self.ids),
+            tokens=explained.tokens,
+            token_ids=list(explained.ids),
             scores=scores,
-            attributable=self.attributable.copy(),
+            attributable=explained.attributable.copy(),
             target=index,
             target_text=text,
             question=explained.question,
@@ -374,6 +405,7 @@ class AttributionsExplainer(Explainer):
 CALL_OPTIONS = {
     name: parameter.default
     for name, parameter in inspect.signature(AttributionsExplainer.__call__).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY
+    if parameter.kind is parameter.KEYWORD_ONLY and name != "generate"
 }
-"""The options of a single call, with their defaults; ``compare`` takes the same."""
+"""The options of a single call, with their defaults; ``compare`` takes the same (one
+target token: no ``generate``)."""

@@ -295,6 +295,162 @@ class FaithfulnessResult(Result):
         return figure
 
 
+AGGREGATE_RULES = ("sum", "mean", "max_abs")
+"""How :meth:`ContinuationResult.aggregate` combines the scores of a word's pieces."""
+
+
+@dataclass
+class ContinuationResult(Result):
+    """Every token of a continuation attributed to the tokens before it.
+
+    ``scores`` is (target tokens, source tokens): row ``t`` is what target token ``t``
+    depends on; the sources are the text's ``n_input`` tokens, then the target's tokens, and
+    row ``t`` is NaN from source ``n_input + t`` (the token itself) on. ``outputs`` and
+    ``baseline_outputs`` are f(x) and f(x') of each row, ``deltas`` captum's convergence
+    delta where the method reports one (else NaN). ``step_scores`` holds, per target token,
+    its ``probability`` given everything before it and the ``entropy`` (nats) of the model's
+    distribution there.
+    """
+
+    method: str
+    model_name: str
+    source_tokens: list[str]
+    source_ids: list
+    n_input: int
+    scores: np.ndarray
+    attributable: np.ndarray
+    output_kind: str
+    outputs: np.ndarray
+    baseline_outputs: np.ndarray
+    deltas: np.ndarray
+    step_scores: dict
+    seconds: float
+    settings: dict = field(repr=False)
+
+    @property
+    def target_tokens(self) -> list[str]:
+        return self.source_tokens[self.n_input : self.n_input + len(self.scores)]
+
+    @property
+    def target_ids(self) -> list:
+        return self.source_ids[self.n_input : self.n_input + len(self.scores)]
+
+    def __repr__(self) -> str:
+        return (
+            f"ContinuationResult({self.method}, {len(self.target_tokens)} target tokens "
+            f"{self.target_tokens!r} over {len(self.source_tokens)} sources)"
+        )
+
+    def to_frame(self):
+        """Long format, one row per defined cell: ``target_index, target_token,
+        source_index, source_token, score``."""
+        import pandas as pd
+
+        rows = [
+            (t, target, s, self.source_tokens[s], float(self.scores[t, s]))
+            for t, target in enumerate(self.target_tokens)
+            for s in range(self.n_input + t)
+        ]
+        return pd.DataFrame(
+            rows, columns=["target_index", "target_token", "source_index", "source_token", "score"]
+        )
+
+    def words(self) -> list[list[int]]:
+        """The source positions grouped into words: a word starts at the text's first token,
+        at the target's first token, at a special token or after one, and at a token that
+        starts with whitespace."""
+        groups: list[list[int]] = []
+        for i, token in enumerate(self.source_tokens):
+            starts = (
+                not groups
+                or i == self.n_input
+                or not self.attributable[i]
+                or not self.attributable[i - 1]
+                or token[:1].isspace()
+            )
+            if starts:
+                groups.append([i])
+            else:
+                groups[-1].append(i)
+        return groups
+
+    def aggregate(self, unit: str = "words", rule: str = "sum") -> ContinuationResult:
+        """The same result over words instead of tokens, on both axes: the score of
+        (target word W, source word V) combines, by ``rule`` (``"sum"``, ``"mean"`` or
+        ``"max_abs"``, the score of largest magnitude), the scores of W's pieces on V's
+        pieces, and is NaN unless V lies entirely before W. A word's probability is the
+        product of its pieces' (the chain rule), its entropy their mean.
+
+        >>> s.aggregate("words").to_frame()
+        """
+        check_choice(unit, "unit", ("words",))
+        check_choice(rule, "rule", AGGREGATE_RULES)
+        groups = self.words()
+        sources = groups
+        targets = [[i - self.n_input for i in g] for g in groups if g[0] >= self.n_input]
+        targets = [t for t in targets if t[0] < len(self.scores)]
+        scores = np.full((len(targets), len(sources)), np.nan)
+        for w, pieces in enumerate(targets):
+            for v, group in enumerate(sources):
+                if group[-1] < self.n_input + pieces[0]:
+                    block = self.scores[np.ix_(pieces, group)]
+                    scores[w, v] = _combine(block, rule)
+        probability = np.array([np.prod(self.step_scores["probability"][t]) for t in targets])
+        entropy = np.array([np.mean(self.step_scores["entropy"][t]) for t in targets])
+        return ContinuationResult(
+            method=self.method,
+            model_name=self.model_name,
+            source_tokens=["".join(self.source_tokens[i] for i in g) for g in sources],
+            source_ids=[[self.source_ids[i] for i in g] for g in sources],
+            n_input=sum(1 for g in sources if g[0] < self.n_input),
+            scores=scores,
+            attributable=np.array([bool(self.attributable[g].any()) for g in sources]),
+            output_kind=self.output_kind,
+            outputs=probability
+            if self.output_kind == "probability"
+            else np.full(len(targets), np.nan),
+            baseline_outputs=np.full(len(targets), np.nan),
+            deltas=np.full(len(targets), np.nan),
+            step_scores={"probability": probability, "entropy": entropy},
+            seconds=self.seconds,
+            settings=dict(self.settings, aggregated=f"{unit}, {rule}"),
+        )
+
+    def _grid(self) -> tuple:
+        largest = np.nanmax(np.abs(self.scores)) if np.isfinite(self.scores).any() else 0.0
+        largest = largest or 1.0
+        cells, values = [], []
+        for row in self.scores:
+            cells.append(["" if np.isnan(v) else f"{v:+.2g}" for v in row])
+            values.append([0.5 if np.isnan(v) else (v / largest + 1) / 2 for v in row])
+        probability = self.step_scores["probability"]
+        labels = [
+            f"{visible(token)} (p={p:.2f})"
+            for token, p in zip(self.target_tokens, probability, strict=True)
+        ]
+        title = (
+            f"{self.method} on {self.model_name}: each target token (rows, with its "
+            f"probability) attributed to the tokens before it (columns); {self.output_kind}, "
+            "red raises it, blue lowers it"
+        )
+        return title, [visible(t) for t in self.source_tokens], labels, cells, values
+
+    def to_html(self) -> str:
+        return html_grid(*self._grid(), cmap="RdBu_r")
+
+    def figure(self):
+        return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="target token")
+
+
+def _combine(block: np.ndarray, rule: str) -> float:
+    if rule == "sum":
+        return float(block.sum())
+    if rule == "mean":
+        return float(block.mean())
+    flat = block.reshape(-1)
+    return float(flat[np.abs(flat).argmax()])
+
+
 @dataclass
 class ComparisonResult(Result):
     """Several methods on the same question. ``results[name]`` is an

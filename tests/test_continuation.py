@@ -1,0 +1,110 @@
+"""Continuations of a causal LM: each target token explained given the text and the target
+tokens before it, checked against single-token runs on the extended text, the model's own
+probabilities and generate()."""
+
+import numpy as np
+import pytest
+import torch
+
+from lm_layers_explainer import lm_layers_explainer, load_model
+from lm_layers_explainer.attributions.results import ContinuationResult
+
+Attributions = lm_layers_explainer["attributions"]
+TEXT, TARGET = "The cat sat on", " the mat today"
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return load_model("tiny-gpt2")
+
+
+def _pieces(lm, target):
+    ids = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
+    return [lm.tokenizer.decode([i]) for i in ids]
+
+
+@pytest.mark.parametrize(
+    "method", ["feature_ablation", "occlusion", "integrated_gradients", "input_x_gradient"]
+)
+def test_row_t_is_the_single_token_run_on_the_text_extended_by_t_target_tokens(gpt2, method):
+    result = Attributions(gpt2, TEXT)(method=method, target=TARGET, n_steps=16)
+    pieces = _pieces(gpt2, TARGET)
+    assert result.target_tokens == pieces and len(pieces) >= 3
+    n = result.n_input
+    for t, piece in enumerate(pieces):
+        single = Attributions(gpt2, TEXT + "".join(pieces[:t]))
+        assert single.ids == result.source_ids[: n + t]  # the same tokens, read the same way
+        row = single(method=method, target=piece, n_steps=16)
+        np.testing.assert_allclose(result.scores[t, : n + t], row.scores, atol=1e-6)
+        assert np.isnan(result.scores[t, n + t :]).all()  # the token itself and after
+        assert result.outputs[t] == pytest.approx(row.output)
+
+
+def test_step_scores_are_the_models_own_probabilities_and_entropies(gpt2):
+    result = Attributions(gpt2, TEXT)(method="feature_ablation", target=TARGET)
+    ids = torch.tensor([result.source_ids])
+    with torch.no_grad():
+        logits = gpt2.model(input_ids=ids).logits[0].double()
+    n = result.n_input
+    log_p = logits[n - 1 : -1].log_softmax(-1)
+    expected = log_p[torch.arange(len(result.target_ids)), result.target_ids].exp()
+    np.testing.assert_allclose(result.step_scores["probability"], expected.numpy(), rtol=1e-5)
+    entropy = -(log_p.exp() * log_p).sum(-1).numpy()
+    np.testing.assert_allclose(result.step_scores["entropy"], entropy, rtol=1e-5)
+    np.testing.assert_allclose(result.outputs, expected.numpy(), rtol=1e-5)  # f(x) per row
+
+
+def test_generate_explains_the_models_greedy_continuation(gpt2):
+    result = Attributions(gpt2, TEXT)(method="saliency", generate=3)
+    ids = gpt2.tokenizer(TEXT, return_tensors="pt")
+    with torch.no_grad():
+        written = gpt2.model.generate(**ids, max_new_tokens=3, do_sample=False, min_new_tokens=3)
+    assert result.target_ids == written[0, ids["input_ids"].shape[1] :].tolist()
+    assert result.scores.shape == (3, result.n_input + 3)
+
+
+def test_words_sum_their_pieces_on_both_axes(gpt2):
+    result = Attributions(gpt2, TEXT)(method="feature_ablation", target=TARGET)
+    words = result.aggregate("words")
+    assert words.target_tokens == [" the", " mat", " today"]  # ' to' + 'day' is one word
+    today = [t for t, token in enumerate(result.target_tokens) if token in (" to", "day")]
+    cat = result.source_tokens.index(" cat")
+    assert words.scores[2, 1] == pytest.approx(result.scores[today, cat].sum())
+    assert np.isnan(words.scores[2, words.source_tokens.index(" today")])
+    assert words.step_scores["probability"][2] == pytest.approx(
+        np.prod(result.step_scores["probability"][today])
+    )
+    largest = words.aggregate("words", rule="max_abs")  # already words: the same scores
+    np.testing.assert_array_equal(largest.scores, words.scores)
+
+
+def test_a_one_token_target_keeps_todays_result(gpt2):
+    result = Attributions(gpt2, TEXT)(method="feature_ablation", target=" the")
+    assert not isinstance(result, ContinuationResult)
+    assert len(result.scores) == len(gpt2.tokenizer(TEXT)["input_ids"])
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        ("tiny-gpt2", {"target": TARGET, "generate": 2}, "not both"),
+        ("tiny-gpt2", {"generate": 0}, "generate must be at least 1"),
+        ("tiny-gpt2", {"generate": 10_000}, "generate must be in 0"),
+        ("tiny-gpt2", {"generate": -1}, "generate"),
+        ("tiny-bert", {"generate": 2}, "generate"),
+        ("tiny-gpt2", {"target": " word" * 100}, "longer than the model's context"),
+    ],
+)
+def test_bad_continuations_are_refused_before_the_model_runs(monkeypatch, model, options, message):
+    from transformers import GenerationMixin, PreTrainedModel
+
+    text = TEXT if model == "tiny-gpt2" else "The cat [MASK] on the mat"
+    explainer = Attributions(model, text)
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError(f"{type(self).__name__} ran before the arguments were checked")
+
+    monkeypatch.setattr(PreTrainedModel, "__call__", forbidden)
+    monkeypatch.setattr(GenerationMixin, "generate", forbidden)
+    with pytest.raises(ValueError, match=message):
+        explainer(method="saliency", **options)

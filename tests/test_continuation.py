@@ -108,3 +108,51 @@ def test_bad_continuations_are_refused_before_the_model_runs(monkeypatch, model,
     monkeypatch.setattr(GenerationMixin, "generate", forbidden)
     with pytest.raises(ValueError, match=message):
         explainer(method="saliency", **options)
+
+
+# --------------------------------------------------------------------------- contrast
+
+
+@pytest.mark.parametrize("method", ["input_x_gradient", "integrated_gradients", "saliency"])
+def test_a_contrast_is_the_difference_of_the_two_targets_for_methods_linear_in_the_output(
+    gpt2, method
+):
+    explainer = Attributions(gpt2, TEXT)
+    both = explainer(method=method, target=" the", foil=" a", n_steps=16)
+    the = explainer(method=method, target=" the", n_steps=16)
+    a = explainer(method=method, target=" a", n_steps=16)
+    if method == "saliency":  # |gradient| is not linear: only its output is the difference
+        assert not np.allclose(both.scores, the.scores - a.scores)
+    else:
+        np.testing.assert_allclose(both.scores, the.scores - a.scores, atol=1e-6)
+    ids = torch.tensor([explainer.ids])
+    with torch.no_grad():
+        p = gpt2.model(input_ids=ids).logits[0, -1].softmax(-1)
+    expected = p[both.target] - p[both.foil]
+    assert both.output == pytest.approx(float(expected), abs=1e-6)
+    assert "minus probability of '␣a'" in both.title()
+
+
+def test_a_contrast_of_logits_and_its_faithfulness(gpt2):
+    explainer = Attributions(gpt2, TEXT)
+    logits = explainer(method="feature_ablation", target=" the", foil=" a", output="logit")
+    with torch.no_grad():
+        row = gpt2.model(input_ids=torch.tensor([explainer.ids])).logits[0, -1]
+    assert logits.output == pytest.approx(float(row[logits.target] - row[logits.foil]), abs=1e-5)
+    faith = logits.faithfulness()  # the contrast's own curves: f(x) first
+    assert faith.deletion[0] == pytest.approx(logits.output, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"target": " the", "foil": " the"}, "foil must differ from the target"),
+        ({"target": " the", "foil": " big dogs"}, "foil must be one token"),
+        ({"target": TARGET, "foil": " a"}, "foil works with a one-token target"),
+        ({"generate": 2, "foil": " a"}, "foil works with a one-token target"),
+        ({"target": " the", "foil": 10**7}, r"foil must be in 0\.\."),
+    ],
+)
+def test_bad_contrasts_are_refused(gpt2, options, message):
+    with pytest.raises(ValueError, match=message):
+        Attributions(gpt2, TEXT)(method="saliency", **options)

@@ -36,12 +36,21 @@ class ExplainedOutput(nn.Module):
     ``(batch,)``. An ``nn.Module`` (not a plain function) so that captum's DeepLift and
     guided backpropagation can hook the model's layers inside it."""
 
-    def __init__(self, lm: LoadedModel, read_at: int | None, target: int, output: str, extra):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        read_at: int | None,
+        target: int,
+        output: str,
+        extra,
+        foil: int | None = None,
+    ):
         super().__init__()
         self.lm = lm
         self.model = lm.model  # a submodule, so that captum's hooks reach the model's layers
         self.read_at = read_at
         self.target = target
+        self.foil = foil  # contrastive: f is the target's output minus the foil's
         self.output = output
         self.extra = extra  # token_type_ids for BERT-style pairs, (1, tokens)
         # Project only the read position onto the vocabulary where the model allows it (as
@@ -62,9 +71,10 @@ class ExplainedOutput(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         logits = self.logits(embeddings)
-        value = (
-            logits[:, self.target] if self.output == "logit" else logits.softmax(-1)[:, self.target]
-        )
+        scores = logits if self.output == "logit" else logits.softmax(-1)
+        value = scores[:, self.target]
+        if self.foil is not None:
+            value = value - scores[:, self.foil]
         if self.after_pass is not None:
             self.after_pass()
         return value
@@ -95,9 +105,11 @@ class PassProgress:
             self.bar.close()
 
 
-def read(logits: torch.Tensor, index: int, output: str) -> float:
-    """The explained output from one row of logits: the logit or the softmax probability."""
-    return float(logits[index] if output == "logit" else logits.softmax(-1)[index])
+def read(logits: torch.Tensor, index: int, output: str, foil: int | None = None) -> float:
+    """The explained output from one row of logits: the logit or the softmax probability
+    (minus the foil's, for a contrastive question)."""
+    scores = logits if output == "logit" else logits.softmax(-1)
+    return float(scores[index] - (scores[foil] if foil is not None else 0.0))
 
 
 class Explained:
@@ -136,9 +148,10 @@ class Explained:
         """What is explained, in words."""
         return question_text(self.sequence, self.read_at)
 
-    def f(self, target: int, output: str) -> ExplainedOutput:
-        """``f`` for a target index and an output (``probability`` or ``logit``)."""
-        return ExplainedOutput(self.lm, self.read_at, target, output, self.extra)
+    def f(self, target: int, output: str, foil: int | None = None) -> ExplainedOutput:
+        """``f`` for a target index and an output (``probability`` or ``logit``); with a
+        ``foil``, the target's output minus the foil's."""
+        return ExplainedOutput(self.lm, self.read_at, target, output, self.extra, foil)
 
     # ----------------------------------------------------------------- inputs
 
@@ -205,13 +218,15 @@ class Explained:
         if want_baseline:
             self._baseline_logits[baseline] = logits[-1]
 
-    def output_with(self, kept: list[int], target: int, output: str) -> float:
+    def output_with(
+        self, kept: list[int], target: int, output: str, foil: int | None = None
+    ) -> float:
         """f of the text made of the tokens at positions ``kept`` only (the others deleted).
 
         Kept per text: attributions of one text share most of their deleted texts. Where
         nothing is left, f is read after the tokenizer's BOS token (else its EOS token).
         """
-        key = (tuple(kept), target, output)
+        key = (tuple(kept), target, output, foil)
         if key not in self._deleted_outputs:
             lm = self.lm
             ids = [self.ids[i] for i in kept]
@@ -228,12 +243,18 @@ class Explained:
             extra = {name: value[:, kept] for name, value in self.extra.items()}
             with torch.no_grad():
                 x = lm.embeddings(torch.tensor([ids], device=lm.device))
-                value = ExplainedOutput(lm, read_at, target, output, extra)(x)
+                value = ExplainedOutput(lm, read_at, target, output, extra, foil)(x)
             self._deleted_outputs[key] = float(value[0])
         return self._deleted_outputs[key]
 
     def outputs_replacing(
-        self, kept_sets: list[list[int]], target: int, output: str, baseline: str, batch: int
+        self,
+        kept_sets: list[list[int]],
+        target: int,
+        output: str,
+        baseline: str,
+        batch: int,
+        foil: int | None = None,
     ) -> list[float]:
         """f with every token outside each kept set replaced by ``baseline``."""
         x = self.embeddings()
@@ -244,7 +265,7 @@ class Explained:
             variant[0, kept] = x[0, kept]
             variants.append(variant)
         variants = torch.cat(variants)
-        f = self.f(target, output)
+        f = self.f(target, output, foil)
         with torch.no_grad():
             return torch.cat(
                 [f(variants[s : s + batch]) for s in range(0, len(variants), batch)]

@@ -110,9 +110,10 @@ class AttributionsExplainer(Explainer):
         """The model's logits for what is explained (vocabulary or classes); one forward."""
         return self.explained.logits()
 
-    def resolve_target(self, target) -> tuple[int, str]:
+    def resolve_target(self, target, name: str = "target") -> tuple[int, str]:
         """(index, text) of ``target``: a token text or id (LMs), a label or class index
-        (classifiers), or None for the model's top prediction."""
+        (classifiers), or None for the model's top prediction. ``name`` is the parameter
+        named in errors (``foil`` for a contrast's)."""
         lm = self.lm
         if lm.task.explains == "class":
             labels = self.labels()
@@ -120,12 +121,12 @@ class AttributionsExplainer(Explainer):
                 index = int(self.logits().argmax())
             elif isinstance(target, str):
                 if target not in labels:
-                    raise ValueError(f"target must be one of the labels {labels}; got {target!r}")
+                    raise ValueError(f"{name} must be one of the labels {labels}; got {target!r}")
                 index = labels.index(target)
             else:
-                index = check_int(target, "target", 0, len(labels) - 1)
+                index = check_int(target, name, 0, len(labels) - 1)
             return index, labels[index]
-        index = int(self.logits().argmax()) if target is None else token_id(lm, target, "target")
+        index = int(self.logits().argmax()) if target is None else token_id(lm, target, name)
         return index, lm.tokenizer.decode([index])
 
     # ----------------------------------------------------------------- running methods
@@ -143,6 +144,7 @@ class AttributionsExplainer(Explainer):
         window: int = 1,
         seed: int = 0,
         generate: int | None = None,
+        foil=None,
     ) -> AttributionResult | ContinuationResult:
         """Attribute ``target`` to the input tokens with ``method``.
 
@@ -174,6 +176,10 @@ class AttributionsExplainer(Explainer):
             generate: causal LMs only: the model writes this many tokens (1 .. its context
                 left) after the text, greedily, and each is explained as a continuation;
                 None (default) for none. Not with ``target``.
+            foil: a contrast: explain the target's output minus the foil's (a token text
+                of one token or a token id; a class label or index), as in contrastive
+                explanations (Yin and Neubig 2022); None (default) for none. It must differ
+                from the target, and works with a one-token target only.
 
         Returns:
             AttributionResult: ``scores`` (one per token), ``to_frame()``,
@@ -202,7 +208,15 @@ class AttributionsExplainer(Explainer):
         reason = spec.refuse(self.lm)
         if reason:
             raise MethodNotApplicableError(reason)
+        foil_index = None
+        if foil is not None:
+            foil_index, foil_text = self.resolve_target(foil, "foil")
+        alone = "foil works with a one-token target; a continuation explains each of its "
+        if foil is not None and generate is not None:  # refused before the model writes
+            raise ValueError(alone + f"tokens on its own (got foil={foil!r} with generate)")
         continuation = target_ids(self, target, generate)
+        if continuation is not None and foil is not None:
+            raise ValueError(alone + f"tokens on its own (got foil={foil!r} with a continuation)")
         if continuation is not None:  # the longest prefix sets the batch that fits
             longest = len(self.ids) + len(continuation) - 1
             settings = self._settings(spec, **options, n_tokens=longest)
@@ -210,7 +224,12 @@ class AttributionsExplainer(Explainer):
         if target is None:  # the top prediction: the same forward pass as f(x')
             self.explained.compute_logits(settings["baseline"])
         index, text = self.resolve_target(target)
-        return self._run(spec, index, text, settings)
+        if foil_index == index:
+            raise ValueError(f"foil must differ from the target; both are {text!r}")
+        result = self._run(spec, index, text, settings, foil=foil_index)
+        if foil_index is not None:
+            result.foil_text = foil_text
+        return result
 
     def compare(self, methods=None, target=None, *, faithfulness=True, **options):
         """Run several methods (default: all) on the same target; refused methods are
@@ -332,13 +351,19 @@ class AttributionsExplainer(Explainer):
         return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
 
     def _run(
-        self, spec, index: int, text: str, settings: dict, explained: Explained | None = None
+        self,
+        spec,
+        index: int,
+        text: str,
+        settings: dict,
+        explained: Explained | None = None,
+        foil: int | None = None,
     ) -> AttributionResult:
         """One method on one question: this explainer's text, or ``explained`` (the text
         extended by part of a continuation)."""
         lm, explained = self.lm, explained or self.explained
         x = explained.embeddings()
-        f = explained.f(index, settings["output"])
+        f = explained.f(index, settings["output"], foil)
         baseline = explained.baseline(x, settings["baseline"])
         n_tokens, n_features = x.shape[1:]
         question = Question(
@@ -373,14 +398,14 @@ class AttributionsExplainer(Explainer):
         # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
         # explainer and baseline kind); deeplift_shap's x' are its random baselines.
         explained.compute_logits(settings["baseline"])
-        output = read(explained.logits(), index, settings["output"])
+        output = read(explained.logits(), index, settings["output"], foil)
         if spec.random_baselines:  # x' is a sample: f(x') is its mean
             with torch.no_grad():
                 references = question.baseline_sampler(settings["n_samples"])
                 baseline_output = float(f(references).mean())
         else:
             baseline_output = read(
-                explained.baseline_logits(settings["baseline"]), index, settings["output"]
+                explained.baseline_logits(settings["baseline"]), index, settings["output"], foil
             )
         return AttributionResult(
             method=spec.name,
@@ -399,13 +424,14 @@ class AttributionsExplainer(Explainer):
             seconds=seconds,
             explained=explained,
             settings=dict(settings),
+            foil=foil,
         )
 
 
 CALL_OPTIONS = {
     name: parameter.default
     for name, parameter in inspect.signature(AttributionsExplainer.__call__).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY and name != "generate"
+    if parameter.kind is parameter.KEYWORD_ONLY and name not in ("generate", "foil")
 }
 """The options of a single call, with their defaults; ``compare`` takes the same (one
-target token: no ``generate``)."""
+target token, no contrast: no ``generate``, no ``foil``)."""

@@ -61,6 +61,9 @@ class AttributionResult(Result):
     """The question, with the model: None in a result loaded from a file."""
     settings: dict = field(repr=False)
     _faithfulness: dict = field(default_factory=dict, repr=False)
+    foil: int | None = None
+    """Contrastive: the token (or class) whose output is subtracted from the target's."""
+    foil_text: str | None = None
 
     def __repr__(self) -> str:
         top = self.top(3)
@@ -95,10 +98,18 @@ class AttributionResult(Result):
             }
         )
 
+    def explains(self) -> str:
+        """What the scores explain, in words: ``probability of ' Paris'``, or for a
+        contrast ``probability of ' London' minus probability of ' Manchester'``."""
+        shown = f"{self.output_kind} of {visible(self.target_text)!r}"
+        if self.foil_text is not None:
+            shown += f" minus {self.output_kind} of {visible(self.foil_text)!r}"
+        return shown
+
     def title(self) -> str:
         return (
-            f"{self.method} on {self.model_name}: {self.question}; "
-            f"{self.output_kind} of {visible(self.target_text)!r} = {self.output:.4g} "
+            f"{self.method} on {self.model_name}: {self.question}; {self.explains()} "
+            f"= {self.output:.4g} "
             f"(baseline {self.baseline_output:.4g}); sum of scores {self.scores.sum():.4g}"
         )
 
@@ -545,7 +556,7 @@ def _faithfulness(
     question, settings = result.explained, result.settings
     order = result.top(len(result.tokens))
     always = [i for i in range(len(result.tokens)) if not result.attributable[i]]
-    target, output = result.target, settings["output"]
+    target, output, foil = result.target, settings["output"], result.foil
     if convention == "deletion":  # texts of different lengths: one pass each
 
         def f_keeping(sets):
@@ -554,13 +565,13 @@ def _faithfulness(
                 desc=f"faithfulness ({len(order)} tokens deleted one by one)",
                 show=len(order) >= FAITHFULNESS_PROGRESS,
             )
-            return [question.output_with(kept, target, output) for kept in shown]
+            return [question.output_with(kept, target, output, foil) for kept in shown]
 
     else:
 
         def f_keeping(sets):
             batch = settings["internal_batch_size"]
-            return question.outputs_replacing(sets, target, output, baseline, batch)
+            return question.outputs_replacing(sets, target, output, baseline, batch, foil)
 
     deletion, insertion = removal_curves(f_keeping, order, always, len(result.tokens))
     return FaithfulnessResult(

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lm_layers_explainer import lm_layers_explainer, load_model
+from lm_layers_explainer.attributions.continuation import TEACHER_FORCED
 from lm_layers_explainer.attributions.results import ContinuationResult
 
 Attributions = lm_layers_explainer["attributions"]
@@ -28,6 +29,7 @@ def _pieces(lm, target):
 )
 def test_row_t_is_the_single_token_run_on_the_text_extended_by_t_target_tokens(gpt2, method):
     result = Attributions(gpt2, TEXT)(method=method, target=TARGET, n_steps=16)
+    assert result.settings.get("teacher_forced", False) == (method in TEACHER_FORCED)
     pieces = _pieces(gpt2, TARGET)
     assert result.target_tokens == pieces and len(pieces) >= 3
     n = result.n_input

@@ -7,21 +7,61 @@
 
 Row ``t`` explains the probability (or logit) of target token ``t`` given the text and the
 target tokens before it (teacher forcing), with the method's usual single-token question on
-that prefix; the sources are the text's tokens and then the target's. This first version
-runs the method once per target token, so a continuation of T tokens costs about T
-single-token runs.
+that prefix; the sources are the text's tokens and then the target's.
+
+How it runs: the methods of :data:`TEACHER_FORCED` perturb the whole sequence (text and
+target) once per perturbation, and one forward pass reads every target token's output at
+once (captum's perturbation classes take a forward function with several outputs per
+input), so a continuation costs about one run on its longest prefix. The other methods run
+once per target token, on the text extended by the target tokens before it.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
+from torch import nn
 
 from ..forward import check_generation, extend
 from ..render import progress
-from ..tasks import check_length, logits_of_embeddings
-from .explained import Explained
+from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep
+from .explained import Explained, PassProgress
+from .methods import Question, token_scores
 from .results import ContinuationResult
+
+TEACHER_FORCED = ("feature_ablation", "occlusion")
+"""Methods whose every perturbed pass reads all target tokens at once (see the module)."""
+
+
+class ContinuationOutput(nn.Module):
+    """``f`` of a whole continuation: input embeddings (batch, tokens, features) of the text
+    and the target but its last token -> (batch, target tokens), each target token's
+    probability (or logit) where the model predicts it."""
+
+    def __init__(self, lm, extra, n_input: int, targets: list[int], output: str):
+        super().__init__()
+        self.lm, self.model, self.extra, self.output = lm, lm.model, extra, output
+        self.read_at = torch.arange(n_input - 1, n_input - 1 + len(targets), device=lm.device)
+        self.targets = torch.tensor(targets, device=lm.device)
+        # only the read positions go through the vocabulary head, where the model allows it
+        self.keep = self.read_at if takes_logits_to_keep(lm) else None
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(batch, target tokens, vocabulary): the logits where each target is predicted."""
+        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep)
+        return logits if self.keep is not None else logits[:, self.read_at]
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(embeddings)
+        scores = logits if self.output == "logit" else logits.softmax(-1)
+        value = scores.gather(2, self.targets.expand(len(scores), -1)[..., None])[..., 0]
+        if self.after_pass is not None:
+            self.after_pass()
+        return value
+
+    after_pass = None
 
 
 def target_ids(explainer, target, generate) -> list[int] | None:
@@ -69,8 +109,11 @@ def step_scores(explainer, ids: list[int], n_input: int) -> dict[str, np.ndarray
 
 
 def explain_continuation(explainer, spec, targets: list[int], settings: dict) -> ContinuationResult:
-    """Run ``spec`` once per target token, each on the text extended by the target tokens
-    before it, and gather the rows into one matrix."""
+    """Every target token's row: from one teacher-forced run (:data:`TEACHER_FORCED`
+    methods), else from one run per target token on the text extended by the target tokens
+    before it."""
+    if spec.name in TEACHER_FORCED:
+        return _teacher_forced(explainer, spec, targets, settings)
     n_input = len(explainer.ids)
     ids = list(explainer.ids) + list(targets)
     n_sources, tokenizer = len(ids), explainer.lm.tokenizer
@@ -102,4 +145,74 @@ def explain_continuation(explainer, spec, targets: list[int], settings: dict) ->
         step_scores=step_scores(explainer, ids, n_input),
         seconds=seconds,
         settings=dict(settings),
+    )
+
+
+def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> ContinuationResult:
+    """One run of a perturbation method over the text and the target (but its last token),
+    each perturbed pass reading every target token's output."""
+    n_input, n_targets = len(explainer.ids), len(targets)
+    ids = list(explainer.ids) + list(targets)
+    inputs = Explained(explainer.sequence.with_ids(ids[:-1]))
+    f = ContinuationOutput(explainer.lm, inputs.extra, n_input, targets, settings["output"])
+    x = inputs.embeddings()
+    baseline = inputs.baseline(x, settings["baseline"])
+    n_tokens, n_features = x.shape[1:]
+    batch = settings["internal_batch_size"]
+    question = Question(
+        f=f,
+        x=x,
+        baseline=baseline,
+        feature_mask=torch.arange(n_tokens, device=x.device)
+        .view(1, n_tokens, 1)
+        .expand(1, n_tokens, n_features)
+        .clone(),
+        baseline_sampler=None,
+        n_steps=settings["n_steps"],
+        internal_batch_size=batch,
+        n_samples=settings["n_samples"],
+        window=settings["window"],
+    )
+    f.after_pass = PassProgress(
+        spec.passes(n_tokens, settings["n_steps"], batch, settings["n_samples"]),
+        f"{spec.name} ({n_tokens} tokens, {n_targets} targets, batches of {batch})",
+    )
+    start = time.perf_counter()
+    try:
+        attribution, _ = spec.run(question)  # (target tokens, tokens, features)
+    finally:
+        f.after_pass.close()
+        f.after_pass = None
+    seconds = time.perf_counter() - start
+    scores = np.full((n_targets, len(ids)), np.nan)
+    for t in range(n_targets):
+        row = token_scores(spec, attribution[t].detach().double()).cpu().numpy()
+        scores[t, : n_input + t] = row[: n_input + t]  # later tokens cannot reach row t
+    with torch.no_grad():  # f(x), f(x') and the step scores from one pass
+        logits = f.logits(torch.cat([x, baseline])).double()
+    log_p = logits.log_softmax(-1)
+    read = log_p.gather(2, f.targets.expand(2, -1)[..., None])[..., 0]
+    values = logits.gather(2, f.targets.expand(2, -1)[..., None])[..., 0]
+    chosen = values if settings["output"] == "logit" else read.exp()
+    outputs, baseline_outputs = chosen.cpu().numpy()
+    steps = {
+        "probability": read[0].exp().cpu().numpy(),
+        "entropy": -(log_p[0].exp() * log_p[0]).sum(-1).cpu().numpy(),
+    }
+    full = Explained(explainer.sequence.with_ids(ids))
+    return ContinuationResult(
+        method=spec.name,
+        model_name=explainer.lm.name,
+        source_tokens=full.tokens,
+        source_ids=ids,
+        n_input=n_input,
+        scores=scores,
+        attributable=full.attributable.copy(),
+        output_kind=settings["output"],
+        outputs=outputs,
+        baseline_outputs=baseline_outputs,
+        deltas=np.full(n_targets, np.nan),
+        step_scores=steps,
+        seconds=seconds,
+        settings=dict(settings, teacher_forced=True),
     )

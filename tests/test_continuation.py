@@ -42,6 +42,18 @@ def test_row_t_is_the_single_token_run_on_the_text_extended_by_t_target_tokens(g
         assert result.outputs[t] == pytest.approx(row.output)
 
 
+def test_sampled_shapley_rows_each_sum_to_their_own_output_difference(gpt2):
+    result = Attributions(gpt2, TEXT)(method="shapley_value_sampling", target=TARGET, n_samples=4)
+    assert result.settings["teacher_forced"]
+    np.testing.assert_allclose(
+        np.nansum(result.scores, axis=1), result.outputs - result.baseline_outputs, atol=1e-6
+    )
+    single = Attributions(gpt2, TEXT)(method="shapley_value_sampling", target=" the", n_samples=4)
+    assert result.outputs[0] - result.baseline_outputs[0] == pytest.approx(
+        single.output - single.baseline_output, abs=1e-6
+    )
+
+
 def test_step_scores_are_the_models_own_probabilities_and_entropies(gpt2):
     result = Attributions(gpt2, TEXT)(method="feature_ablation", target=TARGET)
     ids = torch.tensor([result.source_ids])

@@ -31,8 +31,11 @@ from .explained import Explained, PassProgress
 from .methods import Question, token_scores
 from .results import ContinuationResult
 
-TEACHER_FORCED = ("feature_ablation", "occlusion")
-"""Methods whose every perturbed pass reads all target tokens at once (see the module)."""
+TEACHER_FORCED = ("feature_ablation", "occlusion", "shapley_value_sampling")
+"""Methods whose every perturbed pass reads all target tokens at once (see the module). For
+Shapley value sampling the target tokens after row ``t``'s own are players that change
+nothing (causal attention): they get 0, and the others' values are those of the game of the
+prefix, so every row still sums to its own f(x) - f(x')."""
 
 
 class ContinuationOutput(nn.Module):
@@ -179,7 +182,8 @@ def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> Cont
     )
     start = time.perf_counter()
     try:
-        attribution, _ = spec.run(question)  # (target tokens, tokens, features)
+        attribution, _ = spec.run(question)
+        attribution = attribution.reshape(n_targets, n_tokens, n_features)
     finally:
         f.after_pass.close()
         f.after_pass = None

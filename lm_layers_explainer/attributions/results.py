@@ -368,16 +368,22 @@ class ContinuationResult(Result):
 
     def words(self) -> list[list[int]]:
         """The source positions grouped into words: a word starts at the text's first token,
-        at the target's first token, at a special token or after one, and at a token that
-        starts with whitespace."""
+        at the target's first token, at a special token or after one, at a token that starts
+        with whitespace or follows one that ends with it, and at punctuation or after it
+        (a token with no letter or digit). Word pieces (" Heath", "row") join."""
         groups: list[list[int]] = []
-        for i, token in enumerate(self.source_tokens):
+        tokens = self.source_tokens
+        for i, token in enumerate(tokens):
+            before = tokens[i - 1] if i else ""
             starts = (
                 not groups
                 or i == self.n_input
                 or not self.attributable[i]
                 or not self.attributable[i - 1]
                 or token[:1].isspace()
+                or before[-1:].isspace()
+                or not any(c.isalnum() for c in token)
+                or not any(c.isalnum() for c in before)
             )
             if starts:
                 groups.append([i])
@@ -447,7 +453,64 @@ class ContinuationResult(Result):
         return title, [visible(t) for t in self.source_tokens], labels, cells, values
 
     def to_html(self) -> str:
-        return html_grid(*self._grid(), cmap="RdBu_r")
+        """The explorer: the text and its continuation; hovering a target token, or moving
+        the keyboard focus to it (Tab), shades the tokens it depends on, each row on its
+        own scale (red raises it, blue lowers it). Under each target token its probability,
+        as a number and a bar. Plain HTML and CSS (``:has()``), no script: it works offline,
+        from disk and in notebooks that run no scripts. :meth:`matrix` shows every row at
+        once."""
+        import uuid
+
+        view = f"lmle-{uuid.uuid4()}"
+        rules = [
+            f"#{view} .tok{{display:inline-block;margin:1px 0;padding:1px 2px;"
+            "border-radius:3px;font-family:monospace;white-space:pre;vertical-align:top;"
+            "text-align:center}",
+            f"#{view} .target{{border-bottom:2px solid #999;cursor:pointer}}",
+            f"#{view} .target:focus{{outline:2px solid #333}}",
+            f"#{view} .step{{display:block;font-size:11px;color:#555}}",
+        ]
+        for t, row in enumerate(self.scores):
+            largest = np.nanmax(np.abs(row)) if np.isfinite(row).any() else 0.0
+            chosen = f"#{view}:has(.t{t}:hover, .t{t}:focus)"
+            rules.append(f"{chosen} .t{t}{{outline:2px solid #000}}")
+            for s, value in enumerate(row):
+                if np.isnan(value) or not largest:
+                    continue
+                background, color = _diverging(value / largest)
+                rules.append(f"{chosen} .s{s}{{background:{background};color:{color}}}")
+        probability = self.step_scores["probability"]
+        tokens = []
+        for s, token in enumerate(self.source_tokens):
+            shown = escape(visible(token))
+            t = s - self.n_input
+            if 0 <= t < len(self.scores):
+                bar = max(1, round(30 * float(probability[t])))
+                tokens.append(
+                    f'<span class="tok s{s} target t{t}" tabindex="0" '
+                    f'title="target token {t}: probability {probability[t]:.3g}">{shown}'
+                    f'<span class="step">p={probability[t]:.2f}<br><span style="display:'
+                    f'inline-block;width:{bar}px;height:4px;background:#777"></span>'
+                    "</span></span>"
+                )
+            else:
+                tokens.append(f'<span class="tok s{s}">{shown}</span>')
+        caption = (
+            f"{escape(self.method)} on {escape(self.model_name)}: hover a target token "
+            "(underlined), or Tab to it, to shade the tokens it depends on; under each, its "
+            f"probability. {len(self.scores)} target tokens, {escape(self.output_kind)}."
+        )
+        return (
+            f'<div class="lmle-continuation" id="{view}"><style>{"".join(rules)}</style>'
+            f"<div>{caption}</div><div>{''.join(tokens)}</div></div>"
+        )
+
+    def matrix(self):
+        """Every row at once: the scores as a grid (target tokens x sources), for a
+        notebook (``IPython.display.HTML``); :meth:`figure` draws the same as a picture."""
+        from IPython.display import HTML
+
+        return HTML(html_grid(*self._grid(), cmap="RdBu_r"))
 
     def figure(self):
         return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="target token")

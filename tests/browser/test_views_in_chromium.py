@@ -6,6 +6,7 @@ as root). Elsewhere these tests skip unless LMLE_BROWSER_REQUIRED=1, which the s
 
 import time
 
+import numpy as np
 import pytest
 
 from lm_layers_explainer import lm_layers_explainer
@@ -78,3 +79,34 @@ def test_every_explainer_shows_hostile_text_without_running_it(
         )
         errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, (text, errors)
+
+
+def test_the_continuation_explorer_shades_what_a_token_depends_on(browser, tmp_path):
+    """Hover a target token, or Tab to it: the tokens before it take their score's colour;
+    with nothing chosen, none has one. No script runs (plain CSS)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    result = lm_layers_explainer["attributions"]("tiny-gpt2", "The cat sat on")(
+        method="feature_ablation", target=" the mat today"
+    )
+    page = tmp_path / "explorer.html"
+    page.write_text(f"<!DOCTYPE html><html><body>{result.to_html()}</body></html>")
+    browser.get(page.as_uri())
+    background = "return getComputedStyle(document.querySelector(arguments[0])).backgroundColor"
+    clear = browser.execute_script(background, ".s0")
+    strongest = int(np.nanargmax(np.abs(result.scores[2])))  # a source of target token 2
+    target = browser.find_element(By.CSS_SELECTOR, ".t2")
+    ActionChains(browser).move_to_element(target).perform()
+    assert browser.execute_script(background, f".s{strongest}") != clear  # hover
+    after = result.n_input + 2  # the token itself and later ones stay clear
+    assert browser.execute_script(background, f".s{after + 1}") == clear
+    ActionChains(browser).move_by_offset(0, 300).perform()
+    browser.execute_script("document.querySelector('.t1').focus()")  # the keyboard's way
+    shaded = [
+        browser.execute_script(background, f".s{s}") != clear
+        for s in range(result.n_input + 1)
+        if result.scores[1, s] != 0
+    ]
+    assert shaded and all(shaded)
+    assert browser.execute_script("return document.scripts.length") == 0

@@ -111,6 +111,27 @@ def f(x):  # logits_to_keep: only the last position goes through the unembedding
 per_token = torch.arange(ids.shape[1]).view(1, -1, 1).expand_as(embeddings).clone()
 """
 
+# An 8-token continuation of the text, the model's own (greedy): every target token's
+# probability given the text and the target tokens before it (teacher forcing), as a function
+# of the embeddings of the text and the target but its last token.
+CONTINUATION_SETUP = """
+from captum.attr import FeatureAblation, IntegratedGradients, LLMAttribution, TextTokenInput
+with torch.no_grad():
+    written = model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)[0]
+targets = written[ids.shape[1]:]
+continuation = tokenizer.decode(targets)
+assert tokenizer(continuation, add_special_tokens=False)["input_ids"] == targets.tolist()
+inputs = written[None, :-1]
+embeddings = lm.embeddings(inputs).detach()
+mask = torch.ones_like(inputs)
+read_at = torch.arange(ids.shape[1] - 1, inputs.shape[1])
+def f(x):  # only the read positions go through the unembedding, as ours does
+    logits = model(inputs_embeds=x, attention_mask=mask.expand(x.shape[0], -1),
+                   use_cache=False, logits_to_keep=read_at).logits
+    return logits.softmax(-1).gather(2, targets.expand(x.shape[0], -1)[..., None])[..., 0]
+per_token = torch.arange(inputs.shape[1]).view(1, -1, 1).expand_as(embeddings).clone()
+"""
+
 # A 512-token text (a paragraph repeated, cut at 512 tokens); the floors use the batch sizes
 # ours chooses on this machine (printed), so that the ratio is the overhead, not the choice.
 LONG_TEXT_SETUP = """
@@ -277,6 +298,46 @@ NMF(n_components=n, init="random", random_state=0, max_iter=500, tol=1e-3).fit_t
                 "",
                 """LLMAttribution(FeatureAblation(model), tokenizer, attr_target="prob").attribute(
     TextTokenInput(text, tokenizer), target=tokenizer.decode([target]))""",
+            ),
+        },
+    ),
+    Case(
+        "attributions, 8-token continuation (feature_ablation)",
+        {"SmolLM2-135M-Instruct"},
+        CONTINUATION_SETUP,
+        "E['attributions'](lm, text)(method='feature_ablation', target=continuation)",
+        """FeatureAblation(f).attribute(
+    embeddings, baselines=torch.zeros_like(embeddings), feature_mask=per_token,
+    perturbations_per_eval=32)""",
+        {
+            "LLMAttribution": (
+                "captum",
+                "",
+                """LLMAttribution(FeatureAblation(model), tokenizer, attr_target="prob").attribute(
+    TextTokenInput(text, tokenizer), target=continuation)""",
+            ),
+        },
+    ),
+    Case(
+        "attributions, 8-token continuation (integrated_gradients, 50 steps)",
+        {"SmolLM2-135M-Instruct"},
+        CONTINUATION_SETUP,
+        "E['attributions'](lm, text)(method='integrated_gradients', target=continuation)",
+        """for t in range(len(targets)):  # one run per target token, on its prefix
+    prefix = embeddings[:, : ids.shape[1] + t]
+    def g(x, t=t):
+        logits = model(inputs_embeds=x, use_cache=False, logits_to_keep=1).logits
+        return logits[:, -1].softmax(-1)[:, targets[t]]
+    IntegratedGradients(g).attribute(
+        prefix.clone().requires_grad_(True), baselines=torch.zeros_like(prefix),
+        n_steps=50, internal_batch_size=32, return_convergence_delta=True)""",
+        {
+            "inseq": (
+                "inseq",
+                "import inseq",
+                """inseq.load_model(model, "integrated_gradients", tokenizer=tokenizer).attribute(
+    text, generated_texts=text + continuation, n_steps=50, internal_batch_size=32,
+    show_progress=False)""",
             ),
         },
     ),

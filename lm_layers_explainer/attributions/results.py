@@ -468,7 +468,7 @@ class ContinuationResult(Result):
             "text-align:center}",
             f"#{view} .target{{border-bottom:2px solid #999;cursor:pointer}}",
             f"#{view} .target:focus{{outline:2px solid #333}}",
-            f"#{view} .step{{display:block;font-size:11px;color:#555}}",
+            f"#{view} .step{{display:block;font-size:11px;color:inherit;opacity:0.8}}",
         ]
         for t, row in enumerate(self.scores):
             largest = np.nanmax(np.abs(row)) if np.isfinite(row).any() else 0.0

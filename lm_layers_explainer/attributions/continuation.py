@@ -104,11 +104,34 @@ def step_scores(explainer, ids: list[int], n_input: int) -> dict[str, np.ndarray
     explained = Explained(explainer.sequence.with_ids(ids))
     with torch.no_grad():
         logits = logits_of_embeddings(explainer.lm, explained.embeddings(), explained.extra)
-    log_p = logits[0, n_input - 1 : len(ids) - 1].double().log_softmax(-1)
-    targets = torch.tensor(ids[n_input:], device=log_p.device)
-    probability = log_p.gather(1, targets[:, None])[:, 0].exp()
-    entropy = -(log_p.exp() * log_p).sum(-1)
-    return {"probability": probability.cpu().numpy(), "entropy": entropy.cpu().numpy()}
+    targets = torch.tensor(ids[n_input:], device=logits.device)
+    return _steps(logits[0, n_input - 1 : len(ids) - 1].double().log_softmax(-1), targets)
+
+
+def _steps(log_p: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
+    """Step scores from the log-probabilities (target tokens, vocabulary) where each target
+    token is predicted."""
+    read = log_p.gather(1, targets[:, None])[:, 0]
+    return {
+        "probability": read.exp().cpu().numpy(),
+        "entropy": -(log_p.exp() * log_p).sum(-1).cpu().numpy(),
+    }
+
+
+def _result(explainer, spec, ids, n_input, scores, **fields) -> ContinuationResult:
+    """The result of either way of running; ``fields``: the rest of ContinuationResult's."""
+    full = Explained(explainer.sequence.with_ids(ids))
+    return ContinuationResult(
+        method=spec.name,
+        model_name=explainer.lm.name,
+        source_tokens=full.tokens,
+        source_ids=ids,
+        n_input=n_input,
+        scores=scores,
+        attributable=full.attributable.copy(),
+        output_kind=fields["settings"]["output"],
+        **fields,
+    )
 
 
 def explain_continuation(explainer, spec, targets: list[int], settings: dict) -> ContinuationResult:
@@ -132,16 +155,12 @@ def explain_continuation(explainer, spec, targets: list[int], settings: dict) ->
         baseline_outputs.append(row.baseline_output)
         deltas.append(np.nan if row.delta is None else row.delta)
         seconds += row.seconds
-    full = Explained(explainer.sequence.with_ids(ids))
-    return ContinuationResult(
-        method=spec.name,
-        model_name=explainer.lm.name,
-        source_tokens=full.tokens,
-        source_ids=ids,
-        n_input=n_input,
-        scores=scores,
-        attributable=full.attributable.copy(),
-        output_kind=settings["output"],
+    return _result(
+        explainer,
+        spec,
+        ids,
+        n_input,
+        scores,
         outputs=np.array(outputs),
         baseline_outputs=np.array(baseline_outputs),
         deltas=np.array(deltas, dtype=float),
@@ -194,25 +213,16 @@ def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> Cont
         scores[t, : n_input + t] = row[: n_input + t]  # later tokens cannot reach row t
     with torch.no_grad():  # f(x), f(x') and the step scores from one pass
         logits = f.logits(torch.cat([x, baseline])).double()
-    log_p = logits.log_softmax(-1)
-    read = log_p.gather(2, f.targets.expand(2, -1)[..., None])[..., 0]
-    values = logits.gather(2, f.targets.expand(2, -1)[..., None])[..., 0]
-    chosen = values if settings["output"] == "logit" else read.exp()
-    outputs, baseline_outputs = chosen.cpu().numpy()
-    steps = {
-        "probability": read[0].exp().cpu().numpy(),
-        "entropy": -(log_p[0].exp() * log_p[0]).sum(-1).cpu().numpy(),
-    }
-    full = Explained(explainer.sequence.with_ids(ids))
-    return ContinuationResult(
-        method=spec.name,
-        model_name=explainer.lm.name,
-        source_tokens=full.tokens,
-        source_ids=ids,
-        n_input=n_input,
-        scores=scores,
-        attributable=full.attributable.copy(),
-        output_kind=settings["output"],
+    chosen = logits if settings["output"] == "logit" else logits.softmax(-1)
+    values = chosen.gather(2, f.targets.expand(2, -1)[..., None])[..., 0]
+    outputs, baseline_outputs = values.cpu().numpy()
+    steps = _steps(logits[0].log_softmax(-1), f.targets)
+    return _result(
+        explainer,
+        spec,
+        ids,
+        n_input,
+        scores,
         outputs=outputs,
         baseline_outputs=baseline_outputs,
         deltas=np.full(n_targets, np.nan),

@@ -170,3 +170,16 @@ def test_a_contrast_of_logits_and_its_faithfulness(gpt2):
 def test_bad_contrasts_are_refused(gpt2, options, message):
     with pytest.raises(ValueError, match=message):
         Attributions(gpt2, TEXT)(method="saliency", **options)
+
+
+def test_compare_takes_the_same_contrast_as_a_single_call(gpt2):
+    explainer = Attributions(gpt2, TEXT)
+    compared = explainer.compare(
+        ["input_x_gradient", "feature_ablation"], target=" the", foil=" a", faithfulness=False
+    )
+    for name, result in compared.results.items():
+        single = explainer(method=name, target=" the", foil=" a")
+        np.testing.assert_allclose(result.scores, single.scores, atol=1e-6)
+        assert result.foil == single.foil and "minus" in result.title()
+    with pytest.raises(ValueError, match="foil must differ"):
+        explainer.compare(["saliency"], target=" the", foil=" the")

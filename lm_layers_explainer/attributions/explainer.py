@@ -231,13 +231,15 @@ class AttributionsExplainer(Explainer):
             result.foil_text = foil_text
         return result
 
-    def compare(self, methods=None, target=None, *, faithfulness=True, **options):
-        """Run several methods (default: all) on the same target; refused methods are
-        listed with their reason. Options are those of a single call. ``faithfulness``:
-        True (tokens deleted), a convention (``"deletion"``, ``"replacement"`` by each
-        method's baseline), or False (not computed).
+    def compare(self, methods=None, target=None, *, faithfulness=True, foil=None, **options):
+        """Run several methods (default: all) on the same target (one token, or a class),
+        and contrast, ``foil``, as a single call takes them; refused methods are listed with
+        their reason. Options are those of a single call. ``faithfulness``: True (tokens
+        deleted), a convention (``"deletion"``, ``"replacement"`` by each method's
+        baseline), or False (not computed).
 
         >>> attributions.compare(["saliency", "integrated_gradients"]).to_frame()
+        >>> attributions.compare(["saliency"], target=" London", foil=" Manchester")
         """
         if faithfulness is True:
             faithfulness = "deletion"
@@ -261,16 +263,21 @@ class AttributionsExplainer(Explainer):
         if len({s.name for s in specs}) != len(specs):
             raise ValueError(f"methods must not repeat a name; got {names}")
         checked = {s.name: self._settings(s, **{**CALL_OPTIONS, **options}) for s in specs}
+        foil_index = None if foil is None else self.resolve_target(foil, "foil")[0]
         if target is None:
             self.explained.compute_logits(checked[specs[0].name]["baseline"])
         index, text = self.resolve_target(target)
+        if foil_index == index:
+            raise ValueError(f"foil must differ from the target; both are {text!r}")
         results: dict[str, AttributionResult | str] = {}
         for spec in progress(specs, desc="attribution methods"):
             reason = spec.refuse(self.lm)
             if reason:
                 results[spec.name] = reason
                 continue
-            result = self._run(spec, index, text, checked[spec.name])
+            result = self._run(spec, index, text, checked[spec.name], foil=foil_index)
+            if foil_index is not None:
+                result.foil_text = self.resolve_target(foil, "foil")[1]
             if faithfulness:
                 result.faithfulness(faithfulness)
             results[spec.name] = result

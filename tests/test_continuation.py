@@ -54,6 +54,16 @@ def test_sampled_shapley_rows_each_sum_to_their_own_output_difference(gpt2):
     )
 
 
+def test_seed_fixes_the_sampling_of_a_continuation(gpt2):
+    explainer = Attributions(gpt2, TEXT)
+    runs = [
+        explainer(method="shapley_value_sampling", target=TARGET, n_samples=3, seed=seed).scores
+        for seed in (3, 3, 4)
+    ]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], runs[2], equal_nan=True)
+
+
 def test_step_scores_are_the_models_own_probabilities_and_entropies(gpt2):
     result = Attributions(gpt2, TEXT)(method="feature_ablation", target=TARGET)
     ids = torch.tensor([result.source_ids])

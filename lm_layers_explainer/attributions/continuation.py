@@ -18,8 +18,6 @@ once per target token, on the text extended by the target tokens before it.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from torch import nn
@@ -27,8 +25,8 @@ from torch import nn
 from ..forward import check_generation, extend
 from ..render import progress
 from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep
-from .explained import Explained, PassProgress
-from .methods import Question, token_scores
+from .explained import Explained, attribute
+from .methods import Question, per_token_mask, token_scores
 from .results import ContinuationResult
 
 TEACHER_FORCED = ("feature_ablation", "occlusion", "shapley_value_sampling")
@@ -185,28 +183,16 @@ def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> Cont
         f=f,
         x=x,
         baseline=baseline,
-        feature_mask=torch.arange(n_tokens, device=x.device)
-        .view(1, n_tokens, 1)
-        .expand(1, n_tokens, n_features)
-        .clone(),
+        feature_mask=per_token_mask(x),
         baseline_sampler=None,
         n_steps=settings["n_steps"],
         internal_batch_size=batch,
         n_samples=settings["n_samples"],
         window=settings["window"],
     )
-    f.after_pass = PassProgress(
-        spec.passes(n_tokens, settings["n_steps"], batch, settings["n_samples"]),
-        f"{spec.name} ({n_tokens} tokens, {n_targets} targets, batches of {batch})",
-    )
-    start = time.perf_counter()
-    try:
-        attribution, _ = spec.run(question)
-        attribution = attribution.reshape(n_targets, n_tokens, n_features)
-    finally:
-        f.after_pass.close()
-        f.after_pass = None
-    seconds = time.perf_counter() - start
+    desc = f"{spec.name} ({n_tokens} tokens, {n_targets} targets, batches of {batch})"
+    attribution, _, seconds = attribute(spec, question, settings, desc)
+    attribution = attribution.reshape(n_targets, n_tokens, n_features)
     scores = np.full((n_targets, len(ids)), np.nan)
     for t in range(n_targets):
         row = token_scores(spec, attribution[t].detach().double()).cpu().numpy()

@@ -105,6 +105,26 @@ class PassProgress:
             self.bar.close()
 
 
+def attribute(spec, question, settings: dict, desc: str):
+    """Run ``spec`` on ``question``: a progress bar over its passes (``question.f`` ticks
+    it), every random choice seeded by ``settings["seed"]`` with the caller's random state
+    untouched, Ctrl-C between passes. Returns (attribution, delta, seconds)."""
+    x, f = question.x, question.f
+    batch = settings["internal_batch_size"]
+    f.after_pass = PassProgress(
+        spec.passes(x.shape[1], settings["n_steps"], batch, settings["n_samples"]), desc
+    )
+    with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
+        torch.manual_seed(settings["seed"])
+        start = time.perf_counter()
+        try:
+            attribution, delta = spec.run(question)
+        finally:
+            f.after_pass.close()
+            f.after_pass = None
+        return attribution, delta, time.perf_counter() - start
+
+
 def read(logits: torch.Tensor, index: int, output: str, foil: int | None = None) -> float:
     """The explained output from one row of logits: the logit or the softmax probability
     (minus the foil's, for a contrastive question)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import time
 
 import torch
 
@@ -13,9 +12,16 @@ from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
 from .continuation import explain_continuation, target_ids
-from .explained import OUTPUTS, Explained, PassProgress, check_baseline, read
+from .explained import OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
-from .methods import METHODS, MethodNotApplicableError, Question, check_method, token_scores
+from .methods import (
+    METHODS,
+    MethodNotApplicableError,
+    Question,
+    check_method,
+    per_token_mask,
+    token_scores,
+)
 from .results import AttributionResult, ComparisonResult, ContinuationResult
 
 REFUSE_ABOVE = 0.9
@@ -372,15 +378,11 @@ class AttributionsExplainer(Explainer):
         x = explained.embeddings()
         f = explained.f(index, settings["output"], foil)
         baseline = explained.baseline(x, settings["baseline"])
-        n_tokens, n_features = x.shape[1:]
         question = Question(
             f=f,
             x=x.clone().requires_grad_(True),  # captum warns when it has to set this itself
             baseline=baseline,
-            feature_mask=torch.arange(n_tokens, device=x.device)
-            .view(1, n_tokens, 1)
-            .expand(1, n_tokens, n_features)
-            .clone(),
+            feature_mask=per_token_mask(x),
             baseline_sampler=lambda n: explained.random_baselines(x, n, settings["seed"]),
             n_steps=settings["n_steps"],
             internal_batch_size=settings["internal_batch_size"],
@@ -388,19 +390,8 @@ class AttributionsExplainer(Explainer):
             window=settings["window"],
         )
         batch = settings["internal_batch_size"]
-        f.after_pass = PassProgress(
-            spec.passes(n_tokens, settings["n_steps"], batch, settings["n_samples"]),
-            f"{spec.name} ({len(explained.ids)} tokens, batches of {batch})",
-        )
-        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
-            torch.manual_seed(settings["seed"])
-            start = time.perf_counter()
-            try:
-                attribution, delta = spec.run(question)
-            finally:
-                f.after_pass.close()
-                f.after_pass = None
-            seconds = time.perf_counter() - start
+        desc = f"{spec.name} ({len(explained.ids)} tokens, batches of {batch})"
+        attribution, delta, seconds = attribute(spec, question, settings, desc)
         scores = token_scores(spec, attribution.detach()[0].double()).cpu().numpy()
         # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
         # explainer and baseline kind); deeplift_shap's x' are its random baselines.

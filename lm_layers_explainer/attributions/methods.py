@@ -42,6 +42,18 @@ class Question:
     window: int
 
 
+def per_token_mask(x: torch.Tensor) -> torch.Tensor:
+    """The feature mask that makes every token one group: (1, tokens, features), each
+    feature of token ``i`` numbered ``i``."""
+    n_tokens, n_features = x.shape[1:]
+    return (
+        torch.arange(n_tokens, device=x.device)
+        .view(1, n_tokens, 1)
+        .expand(1, n_tokens, n_features)
+        .clone()
+    )
+
+
 def _batches(n: int, batch: int) -> int:
     return -(-n // batch)
 

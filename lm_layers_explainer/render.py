@@ -265,6 +265,8 @@ NOT_SAVED = "not saved"
 
 
 def _number(value: float):
+    """An array element as JSON: NaN as null, infinities as strings (the array's dtype
+    tells the reader they are numbers)."""
     if math.isnan(value):
         return None
     if math.isinf(value):
@@ -289,7 +291,8 @@ def _encode(value, where: str):
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return _number(float(value))
+        value = float(value)  # JSON has no NaN or infinity: a scalar that is one is marked
+        return value if math.isfinite(value) else {"__float__": repr(value)}
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, tuple):

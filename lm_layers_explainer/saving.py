@@ -10,8 +10,9 @@ arrays as nested lists and their dtype. What ties a result to a loaded model (th
 attributions' question, which recomputes faithfulness) is not saved; a loaded result shows,
 tables and draws itself as the saved one did, and what needs the model says so. Loading reads
 data only: it creates no object but the known result classes, numbers, texts, lists and
-dicts, and runs no code from the file. NaN and infinite numbers are written as JSON ``null``,
-``"Infinity"`` and ``"-Infinity"`` strings inside arrays' lists (JSON has no such numbers).
+dicts, and runs no code from the file. JSON has no NaN or infinite numbers: inside an
+array's list they are written ``null``, ``"Infinity"`` and ``"-Infinity"``; a single number
+that is one is written ``{"__float__": "nan"}`` (or ``"inf"``, ``"-inf"``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def _decode(value):
         listed = _unmap_floats(value["__ndarray__"])
         array = np.array(listed, dtype=np.dtype(value["dtype"]))
         return array.reshape(value["shape"])
+    if "__float__" in value:
+        return float(value["__float__"])  # 'nan', 'inf' or '-inf': float() reads exactly these
     if "__tuple__" in value:
         return tuple(_decode(v) for v in value["__tuple__"])
     if "__items__" in value:

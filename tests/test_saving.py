@@ -49,6 +49,14 @@ def test_arrays_keep_dtype_shape_and_non_finite_values(tmp_path):
         np.testing.assert_array_equal(loaded.attentions[kind], weights)  # NaN equals NaN here
 
 
+def test_single_numbers_keep_nan_and_infinities(tmp_path):
+    result = lm_layers_explainer["attributions"]("tiny-gpt2", "the cat sat")(method="saliency")
+    result.delta, result.baseline_output, result.output = float("inf"), float("-inf"), np.nan
+    loaded = _round_trip(result, tmp_path / "a.json")
+    assert loaded.delta == float("inf") and loaded.baseline_output == float("-inf")
+    assert isinstance(loaded.output, float) and np.isnan(loaded.output)
+
+
 def test_a_loaded_attribution_keeps_its_faithfulness_and_says_what_needs_the_model(tmp_path):
     attribution = lm_layers_explainer["attributions"]("tiny-gpt2", "the cat sat on the")(
         method="feature_ablation"

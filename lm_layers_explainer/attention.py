@@ -316,17 +316,8 @@ class AttentionHeadView(_AttentionView):
 class AttentionModelView(AttentionHeadView):
     """bertviz's model view: every layer (rows) and head (columns) at a glance.
 
-    Each thumbnail is one head's attention pattern; click one to enlarge it.
-
-    Args:
-        model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
-            pair or a :class:`~lm_layers_explainer.models.LoadedModel`: any model with
-            attention heads.
-        text: the text (the call's ``sentence_a``); or None, and the texts are given to
-            each call instead.
-        text_pair: a second text (``sentence_b``), or None (default): a second segment for
-            masked, encoder and classifier models, the continuation of ``text`` for causal
-            ones, the decoder's input (required) for seq2seq ones.
+    Each thumbnail is one head's attention pattern; click one to enlarge it. It is built
+    as :class:`AttentionHeadView` is: the same ``model``, ``text`` and ``text_pair``.
 
     Example:
         >>> model_view = lm_layers_explainer["attention_model_view"](

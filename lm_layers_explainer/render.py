@@ -63,10 +63,8 @@ def _control_escaped(text: str) -> str:
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
-def inline_png(figure, alt: str) -> str:
-    """An ``<img>`` carrying the figure as a PNG at :data:`INLINE_DPI` (then closed), no wider
-    than its container."""
-    import base64
+def png(figure, dpi: int) -> bytes:
+    """The figure as PNG bytes (its text drawn literally); the figure is closed."""
     import io
 
     import matplotlib
@@ -74,9 +72,17 @@ def inline_png(figure, alt: str) -> str:
 
     buffer = io.BytesIO()
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=INLINE_DPI)
+        figure.savefig(buffer, format="png", bbox_inches="tight", dpi=dpi)
     plt.close(figure)
-    picture = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def inline_png(figure, alt: str) -> str:
+    """An ``<img>`` carrying the figure as a PNG at :data:`INLINE_DPI` (then closed), no wider
+    than its container."""
+    import base64
+
+    picture = base64.b64encode(png(figure, INLINE_DPI)).decode("ascii")
     return f'<img alt="{escape(alt)}" style="max-width:100%" src="data:image/png;base64,{picture}">'
 
 
@@ -129,18 +135,9 @@ class Result:
     def static(self, **figure_options):
         """The static picture as an ``IPython.display.Image`` (PNG), for pages that must read
         well without JavaScript. Options go to :meth:`figure`."""
-        import io
-
-        import matplotlib
-        import matplotlib.pyplot as plt
         from IPython.display import Image
 
-        figure = self.figure(**figure_options)
-        buffer = io.BytesIO()
-        with matplotlib.rc_context(FIGURE_STYLE):
-            figure.savefig(buffer, format="png", bbox_inches="tight", dpi=120)
-        plt.close(figure)
-        return Image(buffer.getvalue())
+        return Image(png(self.figure(**figure_options), dpi=120))
 
     def save(self, path, **figure_options) -> Path:
         """Save as ``.html`` (self-contained), as a static ``.png``, ``.svg`` or ``.pdf``, or

@@ -85,7 +85,7 @@ def target_ids(explainer, target, generate) -> list[int] | None:
         n = check_generation(lm, generate, len(explainer.ids))
         if n < 1:
             raise ValueError(f"generate must be at least 1 (tokens to write); got {generate}")
-        extended = extend(explainer.sequence.with_ids(explainer.ids), n)
+        extended = extend(explainer.sequence, n)
         return list(extended.ids[len(explainer.ids) :])
     if not (continues and isinstance(target, str)) or not target:
         return None

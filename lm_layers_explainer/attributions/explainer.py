@@ -214,9 +214,7 @@ class AttributionsExplainer(Explainer):
         reason = spec.refuse(self.lm)
         if reason:
             raise MethodNotApplicableError(reason)
-        foil_index = None
-        if foil is not None:
-            foil_index, foil_text = self.resolve_target(foil, "foil")
+        contrast = None if foil is None else self.resolve_target(foil, "foil")
         alone = "foil works with a one-token target; a continuation explains each of its "
         if foil is not None and generate is not None:  # refused before the model writes
             raise ValueError(alone + f"tokens on its own (got foil={foil!r} with generate)")
@@ -230,12 +228,8 @@ class AttributionsExplainer(Explainer):
         if target is None:  # the top prediction: the same forward pass as f(x')
             self.explained.compute_logits(settings["baseline"])
         index, text = self.resolve_target(target)
-        if foil_index == index:
-            raise ValueError(f"foil must differ from the target; both are {text!r}")
-        result = self._run(spec, index, text, settings, foil=foil_index)
-        if foil_index is not None:
-            result.foil_text = foil_text
-        return result
+        _check_contrast(contrast, index, text)
+        return self._run(spec, index, text, settings, contrast=contrast)
 
     def compare(self, methods=None, target=None, *, faithfulness=True, foil=None, **options):
         """Run several methods (default: all) on the same target (one token, or a class),
@@ -269,21 +263,18 @@ class AttributionsExplainer(Explainer):
         if len({s.name for s in specs}) != len(specs):
             raise ValueError(f"methods must not repeat a name; got {names}")
         checked = {s.name: self._settings(s, **{**CALL_OPTIONS, **options}) for s in specs}
-        foil_index = None if foil is None else self.resolve_target(foil, "foil")[0]
+        contrast = None if foil is None else self.resolve_target(foil, "foil")
         if target is None:
             self.explained.compute_logits(checked[specs[0].name]["baseline"])
         index, text = self.resolve_target(target)
-        if foil_index == index:
-            raise ValueError(f"foil must differ from the target; both are {text!r}")
+        _check_contrast(contrast, index, text)
         results: dict[str, AttributionResult | str] = {}
         for spec in progress(specs, desc="attribution methods"):
             reason = spec.refuse(self.lm)
             if reason:
                 results[spec.name] = reason
                 continue
-            result = self._run(spec, index, text, checked[spec.name], foil=foil_index)
-            if foil_index is not None:
-                result.foil_text = self.resolve_target(foil, "foil")[1]
+            result = self._run(spec, index, text, checked[spec.name], contrast=contrast)
             if faithfulness:
                 result.faithfulness(faithfulness)
             results[spec.name] = result
@@ -370,11 +361,12 @@ class AttributionsExplainer(Explainer):
         text: str,
         settings: dict,
         explained: Explained | None = None,
-        foil: int | None = None,
+        contrast: tuple[int, str] | None = None,
     ) -> AttributionResult:
         """One method on one question: this explainer's text, or ``explained`` (the text
-        extended by part of a continuation)."""
+        extended by part of a continuation); ``contrast``: the foil's (index, text)."""
         lm, explained = self.lm, explained or self.explained
+        foil, foil_text = contrast or (None, None)
         x = explained.embeddings()
         f = explained.f(index, settings["output"], foil)
         baseline = explained.baseline(x, settings["baseline"])
@@ -423,7 +415,13 @@ class AttributionsExplainer(Explainer):
             explained=explained,
             settings=dict(settings),
             foil=foil,
+            foil_text=foil_text,
         )
+
+
+def _check_contrast(contrast: tuple[int, str] | None, index: int, text: str) -> None:
+    if contrast is not None and contrast[0] == index:
+        raise ValueError(f"foil must differ from the target; both are {text!r}")
 
 
 CALL_OPTIONS = {

@@ -114,7 +114,14 @@ class ActivationsResult(Result):
         figure, panels = plt.subplots(
             n, 1, sharex=True, figsize=(INLINE_WIDTH, 0.45 * n + 0.7), squeeze=False
         )
-        for f, (axes, row) in enumerate(zip(panels[:, 0], self.factors, strict=True)):
+        self.draw_curves(list(panels[:, 0]))
+        figure.subplots_adjust(hspace=0.15)
+        return figure
+
+    def draw_curves(self, panels) -> None:
+        """Each factor's value along the tokens, factor ``f`` on ``panels[f]`` (matplotlib
+        axes sharing the token axis), each panel scaled to its factor's maximum."""
+        for f, (axes, row) in enumerate(zip(panels, self.factors, strict=True)):
             axes.fill_between(range(len(row)), row, color=_colour(f), linewidth=0)
             axes.set_ylabel(f"factor {f}", rotation=0, ha="right", va="center",
                             fontsize=INLINE_FONT, color=_colour(f))  # fmt: skip
@@ -122,22 +129,13 @@ class ActivationsResult(Result):
             axes.set_ylim(0, max(float(row.max()), 1e-12))
             for side in ("top", "right", "left"):
                 axes.spines[side].set_visible(False)
-        last = panels[-1, 0]
+        for axes in panels[:-1]:
+            axes.tick_params(labelbottom=False)  # the last panel labels the token axis
+        last = panels[-1]
         last.set_xlim(0, len(self.tokens) - 1)
         last.set_xlabel("token position (each panel scaled to its factor's maximum)",
                         fontsize=INLINE_FONT)  # fmt: skip
         last.tick_params(labelsize=INLINE_FONT)
-        figure.subplots_adjust(hspace=0.15)
-        return figure
-
-    def draw_curves(self, axes) -> None:
-        """Each factor's value along the tokens, on a matplotlib ``axes``."""
-        for f, row in enumerate(self.factors):
-            axes.plot(row, color=_colour(f), label=f"factor {f}", linewidth=1.2)
-        axes.set_xlabel("token position")
-        axes.set_ylabel("factor value")
-        axes.set_xlim(0, len(self.tokens) - 1)
-        axes.legend(fontsize=7, ncol=min(self.n_components, 5), loc="upper right")
 
     def draw_tokens(self, axes, width: int = 150) -> None:
         """The text, each token on its strongest factor's colour, wrapped at ``width`` chars."""
@@ -158,21 +156,24 @@ class ActivationsResult(Result):
         axes.axis("off")
 
     def figure(self):
+        """The text coloured by each token's strongest factor, above the factors' panels."""
         import matplotlib.pyplot as plt
 
         rows = 1 + sum(len(visible(t)) + 1 for t in self.tokens) // 130
-        figure, (top, bottom) = plt.subplots(
-            2, 1, figsize=(11, 1.2 + 0.3 * rows + 2.4),
-            gridspec_kw={"height_ratios": [0.5 + 0.3 * rows, 2.4]},
-        )  # fmt: skip
+        n = self.n_components
+        figure = plt.figure(figsize=(11, 1.2 + 0.3 * rows + 0.45 * n + 0.7))
+        grid = figure.add_gridspec(1 + n, 1, height_ratios=[0.5 + 0.3 * rows] + [0.45] * n)
+        top = figure.add_subplot(grid[0])
         self.draw_tokens(top)
         top.set_title(
             f"{self.model_name}: strongest NMF factor per token "
             f"(layers {self.from_layer}..{self.to_layer - 1})",
             fontsize=9,
         )
-        self.draw_curves(bottom)
-        figure.tight_layout()
+        first = figure.add_subplot(grid[1])
+        panels = [first] + [figure.add_subplot(grid[1 + f], sharex=first) for f in range(1, n)]
+        self.draw_curves(panels)
+        figure.subplots_adjust(hspace=0.15)
         return figure
 
 

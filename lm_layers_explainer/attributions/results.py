@@ -402,9 +402,8 @@ class ContinuationResult(Result):
         """
         check_choice(unit, "unit", ("words",))
         check_choice(rule, "rule", AGGREGATE_RULES)
-        groups = self.words()
-        sources = groups
-        targets = [[i - self.n_input for i in g] for g in groups if g[0] >= self.n_input]
+        sources = self.words()
+        targets = [[i - self.n_input for i in g] for g in sources if g[0] >= self.n_input]
         targets = [t for t in targets if t[0] < len(self.scores)]
         scores = np.full((len(targets), len(sources)), np.nan)
         for w, pieces in enumerate(targets):

@@ -194,12 +194,18 @@ def html_grid(
     values: list[list[float]],
     cmap: str = "Blues",
     tooltips: list[list[str]] | None = None,
+    split: int | None = None,
 ) -> str:
     """A self-contained HTML table; every text is escaped here. Row labels break only after
-    an underscore (``shapley_value_sampling``), so that wide grids fit a book's column."""
+    an underscore (``shapley_value_sampling``), so that wide grids fit a book's column.
+    ``split``: a column index before which a line parts two blocks of columns."""
+
+    def line(c):
+        return "border-left:3px solid #333;" if c == split else ""
+
     head = "".join(
-        f'<th style="padding:2px 4px;font-family:monospace">{escape(label)}</th>'
-        for label in column_labels
+        f'<th style="{line(c)}padding:2px 4px;font-family:monospace">{escape(label)}</th>'
+        for c, label in enumerate(column_labels)
     )
     body = []
     for r, (label, row) in enumerate(zip(row_labels, cells, strict=True)):
@@ -208,7 +214,7 @@ def html_grid(
             background, color = shade(values[r][c], cmap)
             tip = f' title="{escape(tooltips[r][c])}"' if tooltips else ""
             tds.append(
-                f'<td{tip} style="background:{background};color:{color};padding:2px 4px;'
+                f'<td{tip} style="{line(c)}background:{background};color:{color};padding:2px 4px;'
                 f'font-family:monospace;white-space:pre;text-align:center">{escape(text)}</td>'
             )
         shown = escape(label).replace(" ", "&nbsp;").replace("_", "_<wbr>")
@@ -228,6 +234,7 @@ def grid_figure(
     values,
     cmap: str = "Blues",
     row_axis: str = "layer",
+    split: int | None = None,
 ):
     """The static twin of :func:`html_grid`: a matplotlib figure."""
     import matplotlib.pyplot as plt
@@ -242,6 +249,8 @@ def grid_figure(
         for c in range(n_columns):
             _, color = shade(values[r, c], cmap)
             axes.text(c, r, cells[r][c], ha="center", va="center", fontsize=7, color=color)
+    if split is not None:
+        axes.axvline(split - 0.5, color="#333333", linewidth=2.5)
     axes.set_xticks(range(n_columns), column_labels, fontsize=8)
     axes.xaxis.tick_top()
     axes.set_yticks(range(n_rows), row_labels, fontsize=7)

@@ -35,8 +35,9 @@ class Task:
     next token (causal LMs, seq2seq decoders). ``second_text``: how a second text is given:
     as a second ``segment`` (the tokenizer's pair encoding, with token types), as a
     ``continuation`` of the first, or as the ``decoder``'s input (the first goes to the
-    encoder). ``explains``: what the attributions explainer explains: the ``next_token``,
-    the one ``mask``, a ``class`` of the whole text, or None (refused).
+    encoder). ``explains``: what the attributions explainer explains: the ``next_token``
+    (of a causal LM, or of a seq2seq model's decoder), the one ``mask``, a ``class`` of the
+    whole text, or None (refused).
     """
 
     kind: str
@@ -58,7 +59,7 @@ TASKS: dict[str, Task] = {
         Task("encoder", "AutoModel", reads_in_place=True, vocabulary_head=False,
              second_text="segment"),
         Task("seq2seq", "AutoModelForSeq2SeqLM", reads_in_place=False, vocabulary_head=True,
-             second_text="decoder", encoder_decoder=True),
+             second_text="decoder", encoder_decoder=True, explains="next_token"),
         Task("classifier", "AutoModelForSequenceClassification", reads_in_place=True,
              vocabulary_head=False, second_text="segment", explains="class"),
     ]
@@ -166,6 +167,16 @@ class Sequence:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def n_encoder(self) -> int:
+        """How many tokens go to the encoder (0 without one)."""
+        return len(self.encoder_ids or ())
+
+    @property
+    def sources(self) -> list[int]:
+        """Every token the output depends on: the encoder's (if any), then ``ids``."""
+        return list(self.encoder_ids or ()) + list(self.ids)
 
     def with_ids(self, ids: list[int]) -> Sequence:
         """The same text with the token sequence ``ids`` (for example, extended)."""
@@ -281,6 +292,8 @@ def read_position_in(lm: LoadedModel, kept: list[int], ids: list[int], read_at: 
 def question_text(seq: Sequence, read_at: int | None) -> str:
     """What the attributions explainer explains, in words."""
     lm = seq.lm
+    if lm.task.explains == "next_token" and lm.task.encoder_decoder:
+        return "next token of the decoder"
     if lm.task.explains == "next_token":
         return "next token after the text"
     if lm.task.explains == "mask":
@@ -369,19 +382,40 @@ def takes_logits_to_keep(lm: LoadedModel) -> bool:
     return "logits_to_keep" in inspect.signature(lm.model.forward).parameters
 
 
-def logits_of_embeddings(lm: LoadedModel, embeddings: torch.Tensor, extra: dict, keep=None):
+def logits_of_embeddings(
+    lm: LoadedModel, embeddings: torch.Tensor, extra: dict, keep=None, n_encoder: int = 0
+):
     """The model's logits for a batch of input embeddings (batch, tokens, features):
     (batch, tokens or kept positions, vocabulary or classes). ``extra``: further inputs of
     shape (1, tokens), such as a pair's ``token_type_ids``; ``keep``: the positions to
-    project onto the vocabulary (a tensor, for models that take ``logits_to_keep``)."""
+    project onto the vocabulary (a tensor, for models that take ``logits_to_keep``). For a
+    seq2seq model the first ``n_encoder`` tokens go to the encoder, the rest to the decoder,
+    and the logits are the decoder's (positions counted from the decoder's first token)."""
     batch, length = embeddings.shape[:2]
     options = {k: v.expand(batch, -1) for k, v in extra.items()}
     if not lm.task.reads_in_place:
         options["use_cache"] = False  # one pass: a cache would only take memory
     if keep is not None:
         options["logits_to_keep"] = keep
+    if lm.task.encoder_decoder:
+        options["decoder_inputs_embeds"] = embeddings[:, n_encoder:]
+        embeddings, length = embeddings[:, :n_encoder], n_encoder
     mask = torch.ones((batch, length), dtype=torch.long, device=embeddings.device)
     return lm.model(inputs_embeds=embeddings, attention_mask=mask, **options).logits
+
+
+def shares_input_embeddings(lm: LoadedModel) -> bool:
+    """Whether every token the model reads is embedded by ``lm.embeddings`` (for a seq2seq
+    model: its encoder and decoder share one embedding, as BART and T5 do)."""
+    if not lm.task.encoder_decoder:
+        return True
+    model = lm.model
+    parts = (model.get_encoder().get_input_embeddings(), model.get_decoder().get_input_embeddings())
+    scale = getattr(lm.embeddings, "embed_scale", None)  # BART scales its embeddings
+    return all(
+        part.weight is lm.embeddings.weight and getattr(part, "embed_scale", None) == scale
+        for part in parts
+    )
 
 
 class Stepper:

@@ -47,6 +47,12 @@ def every_explainer_result(text: str) -> dict:
         "attributions_continuation": explain["attributions"](gpt2, text)(
             method="feature_ablation", target=" " + text
         ),
+        "attributions_seq2seq": explain["attributions"]("tiny-bart", text)(
+            method="input_x_gradient", target=" the"
+        ),
+        "attributions_seq2seq_continuation": explain["attributions"]("tiny-bart", text)(
+            method="feature_ablation", target=" " + text
+        ),
     }
 
 

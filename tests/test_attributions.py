@@ -430,6 +430,14 @@ def _gpt2():
     return Attributions("tiny-gpt2", CAUSAL_TEXT)
 
 
+def _untied_bart():
+    """tiny-bart whose decoder has an embedding of its own."""
+    lm = load_model("tiny-bart")
+    decoder = lm.model.get_decoder()
+    decoder.set_input_embeddings(torch.nn.Embedding(*decoder.get_input_embeddings().weight.shape))
+    return lm
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
@@ -463,7 +471,7 @@ def _gpt2():
          r"exactly one \[MASK\].*found 0"),
         (lambda: Attributions("tiny-bert", "[MASK] cat [MASK]"), ValueError, "found 2"),
         (lambda: Attributions("tiny-gpt2", "a", "b"), ValueError, "text_pair is for masked"),
-        (lambda: Attributions("tiny-bart", "a b"), ValueError, "is 'seq2seq'"),
+        (lambda: Attributions(_untied_bart(), "a b"), ValueError, "embed tokens differently"),
         (lambda: Attributions(load_model("tiny-bert", kind="encoder"), "a b"), ValueError,
          "is 'encoder'"),
         (lambda: Attributions("tiny-gpt2", "   "), ValueError, "text must contain"),

@@ -1,4 +1,5 @@
-"""Whole outputs of a causal LM: every token of a continuation attributed to the tokens before it.
+"""Whole outputs of a causal or seq2seq LM: every token of a continuation attributed to the
+tokens before it.
 
 >>> attributions = lm_layers_explainer["attributions"](model, "The capital of France is")
 >>> s = attributions(method="feature_ablation", target=" Paris, a city")  # a given target
@@ -7,7 +8,8 @@
 
 Row ``t`` explains the probability (or logit) of target token ``t`` given the text and the
 target tokens before it (teacher forcing), with the method's usual single-token question on
-that prefix; the sources are the text's tokens and then the target's.
+that prefix; the sources are the text's tokens and then the target's. For a seq2seq model
+the text's tokens are the encoder's, then the decoder's start token.
 
 How it runs: the methods of :data:`TEACHER_FORCED` perturb the whole sequence (text and
 target) once per perturbation, and one forward pass reads every target token's output at
@@ -25,7 +27,7 @@ from torch import nn
 from ..forward import check_generation, extend
 from ..render import progress
 from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep
-from .explained import Explained, attribute
+from .explained import attribute
 from .methods import Question, per_token_mask, token_scores
 from .results import ContinuationResult
 
@@ -41,17 +43,19 @@ class ContinuationOutput(nn.Module):
     and the target but its last token -> (batch, target tokens), each target token's
     probability (or logit) where the model predicts it."""
 
-    def __init__(self, lm, extra, n_input: int, targets: list[int], output: str):
+    def __init__(self, lm, extra, n_input: int, targets: list[int], output: str, n_encoder=0):
         super().__init__()
         self.lm, self.model, self.extra, self.output = lm, lm.model, extra, output
-        self.read_at = torch.arange(n_input - 1, n_input - 1 + len(targets), device=lm.device)
+        self.n_encoder = n_encoder  # seq2seq: the encoder's tokens come first
+        first = n_input - 1 - n_encoder  # where the first target is predicted (its logits)
+        self.read_at = torch.arange(first, first + len(targets), device=lm.device)
         self.targets = torch.tensor(targets, device=lm.device)
         # only the read positions go through the vocabulary head, where the model allows it
         self.keep = self.read_at if takes_logits_to_keep(lm) else None
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """(batch, target tokens, vocabulary): the logits where each target is predicted."""
-        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep)
+        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep, self.n_encoder)
         return logits if self.keep is not None else logits[:, self.read_at]
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -76,34 +80,39 @@ def target_ids(explainer, target, generate) -> list[int] | None:
             f"model writes itself), not both; got target={target!r}, generate={generate!r}"
         )
     continues = lm.task.explains == "next_token"
+    written = len(explainer.sequence.ids)  # the decoder's tokens, for a seq2seq model
     if generate is not None:
         if not continues:
             raise ValueError(
-                f"generate is for causal LMs (a continuation of the text); {lm.name} is "
-                f"{lm.kind!r}: explain one output with target"
+                f"generate is for causal and seq2seq LMs (a continuation of the text); "
+                f"{lm.name} is {lm.kind!r}: explain one output with target"
             )
-        n = check_generation(lm, generate, len(explainer.ids))
+        n = check_generation(lm, generate, written)
         if n < 1:
             raise ValueError(f"generate must be at least 1 (tokens to write); got {generate}")
         extended = extend(explainer.sequence, n)
-        return list(extended.ids[len(explainer.ids) :])
+        return list(extended.ids[written:])
     if not (continues and isinstance(target, str)) or not target:
         return None
     ids = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
     if len(ids) < 2:
         return None
-    check_length(lm, len(explainer.ids) + len(ids) - 1, "text and target")
+    check_length(lm, written + len(ids) - 1, "text and target")
     return list(ids)
 
 
 def step_scores(explainer, ids: list[int], n_input: int) -> dict[str, np.ndarray]:
     """For each target token: its probability given everything before it, and the entropy
     (nats) of the model's distribution there; one forward pass over text and target."""
-    explained = Explained(explainer.sequence.with_ids(ids))
+    explained = explainer.explained.extended(ids[n_input:])
+    n_encoder = explained.n_encoder
     with torch.no_grad():
-        logits = logits_of_embeddings(explainer.lm, explained.embeddings(), explained.extra)
+        logits = logits_of_embeddings(
+            explainer.lm, explained.embeddings(), explained.extra, n_encoder=n_encoder
+        )
     targets = torch.tensor(ids[n_input:], device=logits.device)
-    return _steps(logits[0, n_input - 1 : len(ids) - 1].double().log_softmax(-1), targets)
+    read = logits[0, n_input - 1 - n_encoder : len(ids) - 1 - n_encoder]
+    return _steps(read.double().log_softmax(-1), targets)
 
 
 def _steps(log_p: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
@@ -118,7 +127,7 @@ def _steps(log_p: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
 
 def _result(explainer, spec, ids, n_input, scores, **fields) -> ContinuationResult:
     """The result of either way of running; ``fields``: the rest of ContinuationResult's."""
-    full = Explained(explainer.sequence.with_ids(ids))
+    full = explainer.explained.extended(ids[n_input:])
     return ContinuationResult(
         method=spec.name,
         model_name=explainer.lm.name,
@@ -128,6 +137,7 @@ def _result(explainer, spec, ids, n_input, scores, **fields) -> ContinuationResu
         scores=scores,
         attributable=full.attributable.copy(),
         output_kind=fields["settings"]["output"],
+        n_encoder=full.n_encoder,
         **fields,
     )
 
@@ -145,7 +155,7 @@ def explain_continuation(explainer, spec, targets: list[int], settings: dict) ->
     outputs, baseline_outputs, deltas, seconds = [], [], [], 0.0
     rows = progress(range(len(targets)), desc=f"{spec.name}, token by token")
     for t in rows:
-        prefix = Explained(explainer.sequence.with_ids(ids[: n_input + t]))
+        prefix = explainer.explained.extended(targets[:t])
         text = tokenizer.decode([targets[t]])
         row = explainer._run(spec, targets[t], text, settings, prefix)
         scores[t, : n_input + t] = row.scores
@@ -173,8 +183,10 @@ def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> Cont
     each perturbed pass reading every target token's output."""
     n_input, n_targets = len(explainer.ids), len(targets)
     ids = list(explainer.ids) + list(targets)
-    inputs = Explained(explainer.sequence.with_ids(ids[:-1]))
-    f = ContinuationOutput(explainer.lm, inputs.extra, n_input, targets, settings["output"])
+    inputs = explainer.explained.extended(targets[:-1])
+    f = ContinuationOutput(
+        explainer.lm, inputs.extra, n_input, targets, settings["output"], inputs.n_encoder
+    )
     x = inputs.embeddings()
     baseline = inputs.baseline(x, settings["baseline"])
     n_tokens, n_features = x.shape[1:]

@@ -25,6 +25,7 @@ from ..tasks import (
     read_position_in,
     special_flags,
     takes_logits_to_keep,
+    token_texts,
 )
 
 SLOW_CALL = 3.0
@@ -44,6 +45,7 @@ class ExplainedOutput(nn.Module):
         output: str,
         extra,
         foil: int | None = None,
+        n_encoder: int = 0,
     ):
         super().__init__()
         self.lm = lm
@@ -53,6 +55,7 @@ class ExplainedOutput(nn.Module):
         self.foil = foil  # contrastive: f is the target's output minus the foil's
         self.output = output
         self.extra = extra  # token_type_ids for BERT-style pairs, (1, tokens)
+        self.n_encoder = n_encoder  # seq2seq: the first n_encoder tokens are the encoder's
         # Project only the read position onto the vocabulary where the model allows it (as
         # generate() does): the unembedding of every other position is a fifth of a small
         # model's forward and backward pass, thrown away.
@@ -64,7 +67,7 @@ class ExplainedOutput(nn.Module):
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The model's logits where the answer is read: (batch, vocabulary or classes)."""
-        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep)
+        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep, self.n_encoder)
         if self.read_at is None:
             return logits
         return logits[:, 0] if self.keep is not None else logits[:, self.read_at]
@@ -136,6 +139,9 @@ class Explained:
     """One text's question: where the answer is read, what can be attributed, and ``f`` on
     the text, on its baselines and on the text with tokens deleted (each computed once).
 
+    ``ids`` and ``tokens`` are every token the output depends on: for a seq2seq model the
+    encoder's ``n_encoder`` tokens, then the decoder's; ``read_at`` counts in them.
+
     >>> q = Explained(encode(lm, " Heathrow airport is in the city of"))
     >>> q.read_at, q.attributable.sum(), q.f(target=3, output="logit")(q.embeddings())
     """
@@ -143,13 +149,15 @@ class Explained:
     def __init__(self, seq: Sequence):
         lm = seq.lm
         self.lm, self.sequence = lm, seq
-        self.ids, self.tokens = list(seq.ids), seq.tokens
+        self.ids, self.n_encoder = seq.sources, seq.n_encoder
+        self.tokens = token_texts(lm.tokenizer, self.ids)
         self.extra = (
             {"token_type_ids": torch.tensor([seq.token_type_ids], device=lm.device)}
             if seq.token_type_ids is not None
             else {}
         )
-        self.read_at = read_position(seq)
+        read_at = read_position(seq)  # in the decoder's tokens, for a seq2seq model
+        self.read_at = None if read_at is None else self.n_encoder + read_at
         kept = special_flags(lm.tokenizer, self.ids)
         if self.read_at is not None and lm.task.explains == "mask":
             kept[self.read_at] = True  # the [MASK] is the question, not evidence
@@ -171,7 +179,18 @@ class Explained:
     def f(self, target: int, output: str, foil: int | None = None) -> ExplainedOutput:
         """``f`` for a target index and an output (``probability`` or ``logit``); with a
         ``foil``, the target's output minus the foil's."""
-        return ExplainedOutput(self.lm, self.read_at, target, output, self.extra, foil)
+        return self._f(self.read_at, target, output, self.extra, foil, self.n_encoder)
+
+    def _f(self, read_at, target, output, extra, foil, n_encoder) -> ExplainedOutput:
+        """``f`` of a text whose first ``n_encoder`` tokens are the encoder's, read at
+        ``read_at`` (counted in all its tokens)."""
+        at = None if read_at is None else read_at - n_encoder
+        return ExplainedOutput(self.lm, at, target, output, extra, foil, n_encoder)
+
+    def extended(self, ids: list[int]) -> Explained:
+        """The question on the text followed by the tokens ``ids`` (for a seq2seq model:
+        the decoder's tokens followed by them)."""
+        return Explained(self.sequence.with_ids(self.sequence.ids + list(ids)))
 
     # ----------------------------------------------------------------- inputs
 
@@ -249,23 +268,31 @@ class Explained:
         key = (tuple(kept), target, output, foil)
         if key not in self._deleted_outputs:
             lm = self.lm
-            ids = [self.ids[i] for i in kept]
+            encoder = [self.ids[i] for i in kept if i < self.n_encoder]
+            ids = [self.ids[i] for i in kept if i >= self.n_encoder]
+            if self.n_encoder and not encoder:  # an encoder with nothing left
+                encoder = [self._empty_text()]
             if not ids:  # a causal LM with nothing left: read after the start of a text
-                start = lm.tokenizer.bos_token_id
-                start = lm.tokenizer.eos_token_id if start is None else start
-                if start is None:
-                    raise ValueError(
-                        f"{lm.name}'s tokenizer has neither a BOS nor an EOS token to stand "
-                        "for an empty text; use convention='replacement'"
-                    )
-                ids = [int(start)]
-            read_at = read_position_in(lm, kept, ids, self.read_at)
+                ids = [self._empty_text()]
+            read_at = read_position_in(lm, kept, encoder + ids, self.read_at)
             extra = {name: value[:, kept] for name, value in self.extra.items()}
             with torch.no_grad():
-                x = lm.embeddings(torch.tensor([ids], device=lm.device))
-                value = ExplainedOutput(lm, read_at, target, output, extra, foil)(x)
+                x = lm.embeddings(torch.tensor([encoder + ids], device=lm.device))
+                value = self._f(read_at, target, output, extra, foil, len(encoder))(x)
             self._deleted_outputs[key] = float(value[0])
         return self._deleted_outputs[key]
+
+    def _empty_text(self) -> int:
+        """The token that stands for a text with nothing left: BOS, else EOS."""
+        lm = self.lm
+        start = lm.tokenizer.bos_token_id
+        start = lm.tokenizer.eos_token_id if start is None else start
+        if start is None:
+            raise ValueError(
+                f"{lm.name}'s tokenizer has neither a BOS nor an EOS token to stand for an "
+                "empty text; use convention='replacement'"
+            )
+        return int(start)
 
     def outputs_replacing(
         self,

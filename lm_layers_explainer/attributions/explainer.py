@@ -11,6 +11,7 @@ from ..checks import check_choice, check_int, check_seed
 from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
+from ..tasks import shares_input_embeddings
 from .continuation import explain_continuation, target_ids
 from .explained import OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
@@ -37,11 +38,14 @@ class AttributionsExplainer(Explainer):
     Args:
         model: a catalog name, a Hugging Face Hub id, a folder, a ``(model, tokenizer)``
             pair or a :class:`~lm_layers_explainer.models.LoadedModel`: a causal LM (explains
-            the next token after ``text``), a masked LM (explains the one ``[MASK]`` in
-            ``text``) or a sequence classifier (explains a class).
+            the next token after ``text``), a seq2seq LM such as BART or T5 (``text`` goes
+            to the encoder; explains the decoder's next token, after its start token), a
+            masked LM (explains the one ``[MASK]`` in ``text``) or a sequence classifier
+            (explains a class).
         text: the text (required).
         text_pair: a second segment, for masked LMs and classifiers (two-text tasks such as
-            entailment); None (default). Refused for a causal LM: put both texts in ``text``.
+            entailment); None (default). Refused for a causal LM (put both texts in
+            ``text``) and a seq2seq LM (give what the decoder writes as ``target``).
 
     Example:
         >>> attributions = lm_layers_explainer["attributions"](
@@ -77,9 +81,14 @@ class AttributionsExplainer(Explainer):
     def check_model(self, lm) -> None:
         if lm.task.explains is None:
             raise ValueError(
-                f"model must be a causal LM, a masked LM or a sequence classifier for "
-                f"attributions; {lm.name} is {lm.kind!r}. (Seq2seq models and plain encoders "
-                "have no single output to explain here yet)"
+                f"model must be a causal LM, a seq2seq LM, a masked LM or a sequence "
+                f"classifier for attributions; {lm.name} is {lm.kind!r}. (A plain encoder "
+                "has no output to explain)"
+            )
+        if not shares_input_embeddings(lm):
+            raise ValueError(
+                f"{lm.name}'s encoder and decoder embed tokens differently; attributions "
+                "need one input embedding for both (as BART and T5 have)"
             )
 
     def _checked(self, text, text_pair):
@@ -87,6 +96,12 @@ class AttributionsExplainer(Explainer):
             raise ValueError(
                 "text_pair is for masked LMs and sequence classifiers (two segments); "
                 "for a causal LM put both texts in text"
+            )
+        if text_pair is not None and self.lm.task.second_text == "decoder":
+            raise ValueError(
+                "text_pair is for masked LMs and sequence classifiers (two segments); for a "
+                "seq2seq LM text goes to the encoder, the decoder starts from its start "
+                "token, and what it writes is target (one token, or a continuation)"
             )
         return super()._checked(text, text_pair)
 
@@ -163,9 +178,10 @@ class AttributionsExplainer(Explainer):
                 :class:`~lm_layers_explainer.attributions.methods.MethodNotApplicableError`.
             target: what is explained; None (default) for the model's top prediction. For an
                 LM a token text that is exactly one token, or a token id (0 .. vocabulary
-                size - 1); for a classifier a class label, or a class index. For a causal LM
-                a text of several tokens is a continuation: each of its tokens is explained
-                (a :class:`~lm_layers_explainer.attributions.results.ContinuationResult`).
+                size - 1); for a classifier a class label, or a class index. For a causal or
+                seq2seq LM a text of several tokens is a continuation: each of its tokens
+                is explained (a
+                :class:`~lm_layers_explainer.attributions.results.ContinuationResult`).
             output: explain the ``"probability"`` (softmax, default) or the ``"logit"``.
             baseline: what replaces a token: ``"zero"`` (default) vector, or the embedding of
                 the ``"pad"`` or ``"mask"`` token (where the tokenizer has one).
@@ -179,9 +195,10 @@ class AttributionsExplainer(Explainer):
                 least 2), up to 100,000; None (default) for each method's default.
             window: tokens per occlusion window (default 1), 1 .. the number of tokens.
             seed: for every random choice (default 0), 0 .. ``2**32 - 1``.
-            generate: causal LMs only: the model writes this many tokens (1 .. its context
-                left) after the text, greedily, and each is explained as a continuation;
-                None (default) for none. Not with ``target``.
+            generate: causal and seq2seq LMs only: the model writes this many tokens (1 ..
+                its context left) after the text (a seq2seq model's decoder: after its start
+                token), greedily, and each is explained as a continuation; None (default)
+                for none. Not with ``target``.
             foil: a contrast: explain the target's output minus the foil's (a token text
                 of one token or a token id; a class label or index), as in contrastive
                 explanations (Yin and Neubig 2022); None (default) for none. It must differ
@@ -416,6 +433,7 @@ class AttributionsExplainer(Explainer):
             settings=dict(settings),
             foil=foil,
             foil_text=foil_text,
+            n_encoder=explained.n_encoder,
         )
 
 

@@ -64,6 +64,9 @@ class AttributionResult(Result):
     foil: int | None = None
     """Contrastive: the token (or class) whose output is subtracted from the target's."""
     foil_text: str | None = None
+    n_encoder: int = 0
+    """Seq2seq models: the first ``n_encoder`` tokens are the encoder's, the rest the
+    decoder's (0 for other models)."""
 
     def __repr__(self) -> str:
         top = self.top(3)
@@ -85,10 +88,11 @@ class AttributionResult(Result):
         return order[:k]
 
     def to_frame(self):
-        """Columns ``position, token, token_id, attribution, normalized``."""
+        """Columns ``position, token, token_id, attribution, normalized``; for a seq2seq
+        model also ``block`` (``encoder`` or ``decoder``)."""
         import pandas as pd
 
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "position": range(len(self.tokens)),
                 "token": self.tokens,
@@ -97,6 +101,9 @@ class AttributionResult(Result):
                 "normalized": self.normalized,
             }
         )
+        if self.n_encoder:
+            frame.insert(1, "block", _blocks(self.n_encoder, len(self.tokens)))
+        return frame
 
     def explains(self) -> str:
         """What the scores explain, in words: ``probability of ' Paris'``, or for a
@@ -126,9 +133,11 @@ class AttributionResult(Result):
                 f'white-space:pre">{escape(visible(token))}</span>'
                 f'<span style="display:block;font-size:12px;color:#444">{score:.3g}</span></span>'
             )
+        shown = _in_blocks(chips, self.n_encoder) if self.n_encoder else "".join(chips)
         return (
             f'<div class="lmle-attributions"><div style="margin-bottom:4px">'
-            f"{escape(self.title())}</div>{''.join(chips)}<div><small>under each token its "
+            f"{escape(self.title())}</div>{shown}<div><small>"
+            "under each token its "
             "score; red raises the output, blue lowers it; grey: kept in the baseline"
             "</small></div></div>"
         )
@@ -144,6 +153,11 @@ class AttributionResult(Result):
         ]
         axes.bar(range(n), self.scores, color=colors, edgecolor="#555555", linewidth=0.5)
         axes.axhline(0, color="#555555", linewidth=0.5)
+        if self.n_encoder:  # seq2seq: the encoder's tokens, then the decoder's
+            axes.axvline(self.n_encoder - 0.5, color="#333333", linewidth=1.5)
+            for x, block in ((0, "encoder"), (self.n_encoder, "decoder")):
+                axes.annotate(block, (x - 0.4, 1.0), xycoords=("data", "axes fraction"),
+                              va="bottom", fontsize=8, style="italic")  # fmt: skip
         axes.set_xticks(range(n), [visible(t) for t in self.tokens], rotation=45, ha="right")
         axes.set_ylabel(f"attribution ({self.output_kind})")
         axes.set_title(_wrap(self.title(), 110), fontsize=8)
@@ -320,7 +334,8 @@ class ContinuationResult(Result):
     ``baseline_outputs`` are f(x) and f(x') of each row, ``deltas`` captum's convergence
     delta where the method reports one (else NaN). ``step_scores`` holds, per target token,
     its ``probability`` given everything before it and the ``entropy`` (nats) of the model's
-    distribution there.
+    distribution there. For a seq2seq model the first ``n_encoder`` sources are the
+    encoder's tokens, then come the decoder's (its start token, then the target's).
     """
 
     method: str
@@ -337,6 +352,7 @@ class ContinuationResult(Result):
     step_scores: dict
     seconds: float
     settings: dict = field(repr=False)
+    n_encoder: int = 0
 
     @property
     def target_tokens(self) -> list[str]:
@@ -354,7 +370,8 @@ class ContinuationResult(Result):
 
     def to_frame(self):
         """Long format, one row per defined cell: ``target_index, target_token,
-        source_index, source_token, score``."""
+        source_index, source_token, score``; for a seq2seq model also ``source_block``
+        (``encoder`` or ``decoder``)."""
         import pandas as pd
 
         rows = [
@@ -362,22 +379,27 @@ class ContinuationResult(Result):
             for t, target in enumerate(self.target_tokens)
             for s in range(self.n_input + t)
         ]
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             rows, columns=["target_index", "target_token", "source_index", "source_token", "score"]
         )
+        if self.n_encoder:
+            blocks = _blocks(self.n_encoder, len(self.source_tokens))
+            frame.insert(3, "source_block", [blocks[s] for s in frame["source_index"]])
+        return frame
 
     def words(self) -> list[list[int]]:
         """The source positions grouped into words: a word starts at the text's first token,
-        at the target's first token, at a special token or after one, at a token that starts
-        with whitespace or follows one that ends with it, and at punctuation or after it
-        (a token with no letter or digit). Word pieces (" Heath", "row") join."""
+        at the target's first token, at the decoder's first token, at a special token or
+        after one, at a token that starts with whitespace or follows one that ends with it,
+        and at punctuation or after it (a token with no letter or digit). Word pieces
+        (" Heath", "row") join."""
         groups: list[list[int]] = []
         tokens = self.source_tokens
         for i, token in enumerate(tokens):
             before = tokens[i - 1] if i else ""
             starts = (
                 not groups
-                or i == self.n_input
+                or i in (self.n_input, self.n_encoder)
                 or not self.attributable[i]
                 or not self.attributable[i - 1]
                 or token[:1].isspace()
@@ -419,6 +441,7 @@ class ContinuationResult(Result):
             source_tokens=["".join(self.source_tokens[i] for i in g) for g in sources],
             source_ids=[[self.source_ids[i] for i in g] for g in sources],
             n_input=sum(1 for g in sources if g[0] < self.n_input),
+            n_encoder=sum(1 for g in sources if g[0] < self.n_encoder),
             scores=scores,
             attributable=np.array([bool(self.attributable[g].any()) for g in sources]),
             output_kind=self.output_kind,
@@ -449,6 +472,8 @@ class ContinuationResult(Result):
             f"probability) attributed to the tokens before it (columns); {self.output_kind}, "
             "red raises it, blue lowers it"
         )
+        if self.n_encoder:
+            title += "; a line parts the encoder's tokens from the decoder's"
         return title, [visible(t) for t in self.source_tokens], labels, cells, values
 
     def to_html(self) -> str:
@@ -501,7 +526,7 @@ class ContinuationResult(Result):
         )
         return (
             f'<div class="lmle-continuation" id="{view}"><style>{"".join(rules)}</style>'
-            f"<div>{caption}</div><div>{''.join(tokens)}</div></div>"
+            f"<div>{caption}</div>{_in_blocks(tokens, self.n_encoder)}</div>"
         )
 
     def matrix(self):
@@ -509,10 +534,29 @@ class ContinuationResult(Result):
         notebook (``IPython.display.HTML``); :meth:`figure` draws the same as a picture."""
         from IPython.display import HTML
 
-        return HTML(html_grid(*self._grid(), cmap="RdBu_r"))
+        return HTML(html_grid(*self._grid(), cmap="RdBu_r", split=self.n_encoder or None))
 
     def figure(self):
-        return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="target token")
+        return grid_figure(
+            *self._grid(), cmap="RdBu_r", row_axis="target token", split=self.n_encoder or None
+        )
+
+
+def _blocks(n_encoder: int, n: int) -> list[str]:
+    """Which block each of ``n`` tokens is in, the encoder's ``n_encoder`` first."""
+    return ["encoder"] * n_encoder + ["decoder"] * (n - n_encoder)
+
+
+def _in_blocks(chips: list[str], n_encoder: int) -> str:
+    """Token chips as one line, or for a seq2seq model as two labelled lines: the
+    encoder's tokens, then the decoder's."""
+    if not n_encoder:
+        return f"<div>{''.join(chips)}</div>"
+    label = '<span style="display:inline-block;width:5em;font-style:italic">{}</span>'
+    return "".join(
+        f"<div>{label.format(block)}{''.join(part)}</div>"
+        for block, part in (("encoder", chips[:n_encoder]), ("decoder", chips[n_encoder:]))
+    )
 
 
 def _combine(block: np.ndarray, rule: str) -> float:

@@ -318,6 +318,23 @@ NMF(n_components=n, init="random", random_state=0, max_iter=500, tol=1e-3).fit_t
             ),
         },
     ),
+    Case(  # the continuation's yardstick: one token, after its longest prefix
+        "attributions, one token after the continuation's longest prefix (feature_ablation)",
+        {"SmolLM2-135M-Instruct"},
+        CONTINUATION_SETUP
+        + """
+prefix = text + tokenizer.decode(targets[:-1])
+assert tokenizer(prefix)["input_ids"] == inputs[0].tolist()
+def f_last(x):
+    logits = model(inputs_embeds=x, attention_mask=mask.expand(x.shape[0], -1),
+                   use_cache=False, logits_to_keep=1).logits
+    return logits[:, -1].softmax(-1)[:, targets[-1]]
+""",
+        "E['attributions'](lm, prefix)(method='feature_ablation', target=int(targets[-1]))",
+        """FeatureAblation(f_last).attribute(
+    embeddings, baselines=torch.zeros_like(embeddings), feature_mask=per_token,
+    perturbations_per_eval=32)""",
+    ),
     Case(
         "attributions, 8-token continuation (integrated_gradients, 50 steps)",
         {"SmolLM2-135M-Instruct"},

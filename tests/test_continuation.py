@@ -204,12 +204,28 @@ def test_compare_takes_the_same_contrast_as_a_single_call(gpt2):
 SOURCE, WRITTEN = "hello world there", " the cat sat"
 
 
-@pytest.fixture(scope="module")
-def bart():
-    return load_model("tiny-bart")
+def _tiny_t5():
+    """A T5 (relative positions, no embedding scale, decoder starts at pad) with random
+    weights (seeded) and tiny-bart's tokenizer."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = load_model("tiny-bart").tokenizer
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return load_model((T5ForConditionalGeneration(config).eval(), tokenizer))
 
 
-def _bart_logits(lm, encoder_embeddings, decoder_embeddings):
+@pytest.fixture(scope="module", params=["tiny-bart", "tiny-t5"])
+def seq2seq(request):
+    """An encoder-decoder model: tiny-bart, or a tiny T5."""
+    return load_model(request.param) if request.param == "tiny-bart" else _tiny_t5()
+
+
+def _seq2seq_logits(lm, encoder_embeddings, decoder_embeddings):
     """(batch, decoder tokens, vocabulary) from the two blocks of embeddings."""
     mask = torch.ones(encoder_embeddings.shape[:2], dtype=torch.long)
     return lm.model(
@@ -220,7 +236,7 @@ def _bart_logits(lm, encoder_embeddings, decoder_embeddings):
     ).logits
 
 
-def _bart_rows(lm, result):
+def _seq2seq_rows(lm, result):
     """For each target token t: (encoder embeddings, decoder embeddings up to t, the
     position its logit is read at, its id, which sources are special)."""
     n_encoder, n_input = result.n_encoder, result.n_input
@@ -239,11 +255,11 @@ def _bart_rows(lm, result):
         )
 
 
-def test_a_seq2seq_continuation_has_the_encoders_and_the_decoders_tokens_as_sources(bart):
-    result = Attributions(bart, SOURCE)(method="feature_ablation", target=WRITTEN)
-    encoder = bart.tokenizer(SOURCE)["input_ids"]
-    start = bart.config.decoder_start_token_id
-    targets = bart.tokenizer(WRITTEN, add_special_tokens=False)["input_ids"]
+def test_a_seq2seq_continuation_has_the_encoders_and_the_decoders_tokens_as_sources(seq2seq):
+    result = Attributions(seq2seq, SOURCE)(method="feature_ablation", target=WRITTEN)
+    encoder = seq2seq.tokenizer(SOURCE)["input_ids"]
+    start = seq2seq.config.decoder_start_token_id
+    targets = seq2seq.tokenizer(WRITTEN, add_special_tokens=False)["input_ids"]
     assert result.source_ids == encoder + [start] + targets
     assert (result.n_encoder, result.n_input) == (len(encoder), len(encoder) + 1)
     assert result.target_ids == targets
@@ -256,23 +272,23 @@ def test_a_seq2seq_continuation_has_the_encoders_and_the_decoders_tokens_as_sour
 
 
 @pytest.mark.parametrize("method", ["feature_ablation", "input_x_gradient"])
-def test_seq2seq_rows_equal_the_models_own_answer(bart, method):
+def test_seq2seq_rows_equal_the_models_own_answer(seq2seq, method):
     """feature_ablation: f(x) - f(x with one token's embedding zeroed); input x gradient:
     the gradient of f times x, summed over features; f the logit of target t."""
-    result = Attributions(bart, SOURCE)(method=method, target=WRITTEN, output="logit")
-    for t, (enc, dec, at, target, special) in enumerate(_bart_rows(bart, result)):
+    result = Attributions(seq2seq, SOURCE)(method=method, target=WRITTEN, output="logit")
+    for t, (enc, dec, at, target, special) in enumerate(_seq2seq_rows(seq2seq, result)):
         n_encoder = enc.shape[1]
         expected = np.zeros(len(special))
         if method == "feature_ablation":
             with torch.no_grad():
-                full = float(_bart_logits(bart, enc, dec)[0, at, target])
+                full = float(_seq2seq_logits(seq2seq, enc, dec)[0, at, target])
                 for s in np.flatnonzero(~special.numpy()):
                     e, d = enc.clone(), dec.clone()
                     (e[0, s] if s < n_encoder else d[0, s - n_encoder]).zero_()
-                    expected[s] = full - float(_bart_logits(bart, e, d)[0, at, target])
+                    expected[s] = full - float(_seq2seq_logits(seq2seq, e, d)[0, at, target])
         else:
             enc, dec = enc.clone().requires_grad_(True), dec.clone().requires_grad_(True)
-            _bart_logits(bart, enc, dec)[0, at, target].backward()
+            _seq2seq_logits(seq2seq, enc, dec)[0, at, target].backward()
             both = torch.cat([enc * enc.grad, dec * dec.grad], dim=1)
             expected = both[0].sum(-1).detach().double().numpy()
         assert np.abs(expected).max() > 1e-4  # the check has something to compare
@@ -281,26 +297,28 @@ def test_seq2seq_rows_equal_the_models_own_answer(bart, method):
         assert np.isnan(result.scores[t, n:]).all()
 
 
-def test_seq2seq_integrated_gradients_rows_equal_captums_on_the_two_blocks(bart):
+def test_seq2seq_integrated_gradients_rows_equal_captums_on_the_two_blocks(seq2seq):
     from captum.attr import IntegratedGradients
 
-    result = Attributions(bart, SOURCE)(
+    result = Attributions(seq2seq, SOURCE)(
         method="integrated_gradients", target=WRITTEN, output="logit", n_steps=16
     )
-    for t, (enc, dec, at, target, special) in enumerate(_bart_rows(bart, result)):
+    for t, (enc, dec, at, target, special) in enumerate(_seq2seq_rows(seq2seq, result)):
         n_encoder = enc.shape[1]
         keep = special[:, None].float()  # special tokens stay in the baseline
         baselines = (enc * keep[:n_encoder], dec * keep[n_encoder:])
-        ig = IntegratedGradients(lambda e, d, at=at, y=target: _bart_logits(bart, e, d)[:, at, y])
+        ig = IntegratedGradients(
+            lambda e, d, at=at, y=target: _seq2seq_logits(seq2seq, e, d)[:, at, y]
+        )
         parts = ig.attribute((enc, dec), baselines=baselines, n_steps=16)
         expected = torch.cat(parts, dim=1)[0].sum(-1).double().numpy()
         n = result.n_input + t
         np.testing.assert_allclose(result.scores[t, :n], expected, atol=1e-5)
 
 
-def test_a_seq2seq_single_token_and_its_contrast(bart):
-    explainer = Attributions(bart, SOURCE)
-    assert explainer.tokens[-1] == bart.tokenizer.decode([bart.config.decoder_start_token_id])
+def test_a_seq2seq_single_token_and_its_contrast(seq2seq):
+    explainer = Attributions(seq2seq, SOURCE)
+    assert explainer.tokens[-1] == seq2seq.tokenizer.decode([seq2seq.config.decoder_start_token_id])
     one = explainer(method="input_x_gradient", target=" the", output="logit")
     assert not isinstance(one, ContinuationResult) and one.n_encoder == len(explainer.ids) - 1
     assert one.question == "next token of the decoder"
@@ -308,23 +326,23 @@ def test_a_seq2seq_single_token_and_its_contrast(bart):
     both = explainer(method="input_x_gradient", target=" the", foil=" a", output="logit")
     np.testing.assert_allclose(both.scores, one.scores - foil.scores, atol=1e-6)
     enc = torch.tensor([explainer.ids[: one.n_encoder]])
-    start = torch.tensor([[bart.config.decoder_start_token_id]])
+    start = torch.tensor([[seq2seq.config.decoder_start_token_id]])
     with torch.no_grad():
-        logits = bart.model(input_ids=enc, decoder_input_ids=start).logits[0, -1]
+        logits = seq2seq.model(input_ids=enc, decoder_input_ids=start).logits[0, -1]
     assert both.output == pytest.approx(float(logits[one.target] - logits[both.foil]), abs=1e-5)
     faith = one.faithfulness()  # deletion removes tokens from both blocks
     assert faith.deletion[0] == pytest.approx(one.output, abs=1e-5)
     assert "encoder" in one.to_html() and "decoder" in one.to_html()
 
 
-def test_seq2seq_generate_explains_the_models_greedy_continuation_and_its_step_scores(bart):
-    result = Attributions(bart, SOURCE)(method="saliency", generate=3)
-    encoder = torch.tensor([bart.tokenizer(SOURCE)["input_ids"]])
-    decoder = [bart.config.decoder_start_token_id]
+def test_seq2seq_generate_explains_the_models_greedy_continuation_and_its_step_scores(seq2seq):
+    result = Attributions(seq2seq, SOURCE)(method="saliency", generate=3)
+    encoder = torch.tensor([seq2seq.tokenizer(SOURCE)["input_ids"]])
+    decoder = [seq2seq.config.decoder_start_token_id]
     probabilities = []
     with torch.no_grad():
         for _ in range(3):  # greedy, by hand
-            logits = bart.model(input_ids=encoder, decoder_input_ids=torch.tensor([decoder]))
+            logits = seq2seq.model(input_ids=encoder, decoder_input_ids=torch.tensor([decoder]))
             p = logits.logits[0, -1].double().softmax(-1)
             decoder.append(int(p.argmax()))
             probabilities.append(float(p.max()))
@@ -332,8 +350,8 @@ def test_seq2seq_generate_explains_the_models_greedy_continuation_and_its_step_s
     np.testing.assert_allclose(result.step_scores["probability"], probabilities, rtol=1e-5)
 
 
-def test_seq2seq_words_keep_the_two_blocks_apart(bart):
-    result = Attributions(bart, SOURCE)(method="feature_ablation", target=WRITTEN)
+def test_seq2seq_words_keep_the_two_blocks_apart(seq2seq):
+    result = Attributions(seq2seq, SOURCE)(method="feature_ablation", target=WRITTEN)
     words = result.aggregate("words")
     assert words.n_encoder == len([w for w in result.words() if w[0] < result.n_encoder])
     assert "".join(words.source_tokens[: words.n_encoder]) == "".join(
@@ -350,12 +368,12 @@ def test_seq2seq_words_keep_the_two_blocks_apart(bart):
         ({"target": " word" * 2000}, "longer than the model's context"),
     ],
 )
-def test_bad_seq2seq_questions_are_refused_before_the_model_runs(
-    monkeypatch, bart, options, message
-):
+def test_bad_seq2seq_questions_are_refused_before_the_model_runs(monkeypatch, options, message):
     from transformers import PreTrainedModel
 
     monkeypatch.setattr(PreTrainedModel, "__call__", lambda *a, **k: pytest.fail("model ran"))
+    bart = load_model("tiny-bart")  # a model with a context limit (T5 has none)
+    options = dict(options)
     text_pair = options.pop("text_pair", None)
     with pytest.raises(ValueError, match=message):
         Attributions(bart, SOURCE, text_pair)(method="saliency", **options)

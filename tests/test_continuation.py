@@ -24,9 +24,14 @@ def _pieces(lm, target):
     return [lm.tokenizer.decode([i]) for i in ids]
 
 
-@pytest.mark.parametrize(
-    "method", ["feature_ablation", "occlusion", "integrated_gradients", "input_x_gradient"]
-)
+DETERMINISTIC = [
+    "feature_ablation", "occlusion", "integrated_gradients", "input_x_gradient", "saliency",
+    "deeplift",
+]  # fmt: skip
+"""Every method that runs on the tiny models and draws nothing at random."""
+
+
+@pytest.mark.parametrize("method", DETERMINISTIC)
 def test_row_t_is_the_single_token_run_on_the_text_extended_by_t_target_tokens(gpt2, method):
     result = Attributions(gpt2, TEXT)(method=method, target=TARGET, n_steps=16)
     assert result.settings.get("teacher_forced", False) == (method in TEACHER_FORCED)
@@ -377,3 +382,13 @@ def test_bad_seq2seq_questions_are_refused_before_the_model_runs(monkeypatch, op
     text_pair = options.pop("text_pair", None)
     with pytest.raises(ValueError, match=message):
         Attributions(bart, SOURCE, text_pair)(method="saliency", **options)
+
+
+@pytest.mark.parametrize("method", DETERMINISTIC)
+def test_a_seq2seq_continuations_first_row_is_the_single_token_run(seq2seq, method):
+    explainer = Attributions(seq2seq, SOURCE)
+    result = explainer(method=method, target=WRITTEN, output="logit", n_steps=16)
+    single = explainer(method=method, target=result.target_ids[0], output="logit", n_steps=16)
+    assert single.tokens == result.source_tokens[: result.n_input]
+    np.testing.assert_allclose(result.scores[0, : result.n_input], single.scores, atol=1e-5)
+    assert result.outputs[0] == pytest.approx(single.output, abs=1e-5)

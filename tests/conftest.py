@@ -47,6 +47,9 @@ def every_explainer_result(text: str) -> dict:
         "attributions_continuation": explain["attributions"](gpt2, text)(
             method="feature_ablation", target=" " + text
         ),
+        "attributions_contrast_continuation": explain["attributions"](gpt2, text)(
+            method="input_x_gradient", target=" " + text, foil=" " + text.replace("cat", "dog")
+        ),  # every text here has a "cat"; the foil's tokens appear in the view
         "attributions_seq2seq": explain["attributions"]("tiny-bart", text)(
             method="input_x_gradient", target=" the"
         ),

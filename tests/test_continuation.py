@@ -177,14 +177,41 @@ def test_a_contrast_of_logits_and_its_faithfulness(gpt2):
     [
         ({"target": " the", "foil": " the"}, "foil must differ from the target"),
         ({"target": " the", "foil": " big dogs"}, "foil must be one token"),
-        ({"target": TARGET, "foil": " a"}, "foil works with a one-token target"),
-        ({"generate": 2, "foil": " a"}, "foil works with a one-token target"),
+        ({"target": TARGET, "foil": " a"}, "foil must have as many tokens as the target"),
+        ({"target": TARGET, "foil": TARGET}, "foil must differ from the target"),
+        ({"generate": 2, "foil": " a"}, "foil is for a given target"),
         ({"target": " the", "foil": 10**7}, r"foil must be in 0\.\."),
     ],
 )
 def test_bad_contrasts_are_refused(gpt2, options, message):
     with pytest.raises(ValueError, match=message):
         Attributions(gpt2, TEXT)(method="saliency", **options)
+
+
+@pytest.mark.parametrize("method", ["feature_ablation", "input_x_gradient"])
+def test_a_contrastive_continuation_is_the_difference_row_by_row(gpt2, method):
+    """Row t: target token t's output minus foil token t's, both after the text and the
+    target's tokens before t; a row whose foil is its target is 0."""
+    pieces = _pieces(gpt2, TARGET)
+    foil = " a dog" + "".join(pieces[2:])
+    foils = _pieces(gpt2, foil)
+    assert len(foils) == len(pieces) and foils[:2] != pieces[:2] and foils[2:] == pieces[2:]
+    explainer = Attributions(gpt2, TEXT)
+    both = explainer(method=method, target=TARGET, foil=foil)
+    plain = explainer(method=method, target=TARGET)
+    assert both.foil_tokens == foils and "minus" in both.explains()
+    n = both.n_input
+    for t in range(len(pieces)):
+        single = Attributions(gpt2, TEXT + "".join(pieces[:t]))(method=method, target=foils[t])
+        expected = plain.scores[t, : n + t] - single.scores
+        np.testing.assert_allclose(both.scores[t, : n + t], expected, atol=1e-6)
+        assert both.outputs[t] == pytest.approx(plain.outputs[t] - single.output, abs=1e-6)
+        assert both.step_scores["foil_probability"][t] == pytest.approx(
+            single.output, rel=1e-5
+        )  # the foil's probability, read after the target's tokens before t
+    assert np.all(both.scores[2:][~np.isnan(both.scores[2:])] == pytest.approx(0.0, abs=1e-9))
+    words = both.aggregate("words")
+    assert words.foil_tokens[:2] == [" a", " dog"] and "␣a" in words.to_html()
 
 
 def test_compare_takes_the_same_contrast_as_a_single_call(gpt2):

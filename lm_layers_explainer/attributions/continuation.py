@@ -26,7 +26,7 @@ from torch import nn
 
 from ..forward import check_generation, extend
 from ..render import progress
-from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep
+from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep, token_texts
 from .explained import attribute
 from .methods import Question, per_token_mask, token_scores
 from .results import ContinuationResult
@@ -43,13 +43,17 @@ class ContinuationOutput(nn.Module):
     and the target but its last token -> (batch, target tokens), each target token's
     probability (or logit) where the model predicts it."""
 
-    def __init__(self, lm, extra, n_input: int, targets: list[int], output: str, n_encoder=0):
+    def __init__(
+        self, lm, extra, n_input: int, targets: list[int], output: str, n_encoder=0, foils=None
+    ):
         super().__init__()
         self.lm, self.model, self.extra, self.output = lm, lm.model, extra, output
         self.n_encoder = n_encoder  # seq2seq: the encoder's tokens come first
         first = n_input - 1 - n_encoder  # where the first target is predicted (its logits)
         self.read_at = torch.arange(first, first + len(targets), device=lm.device)
         self.targets = torch.tensor(targets, device=lm.device)
+        # contrastive: each target token's output minus its foil token's
+        self.foils = None if foils is None else torch.tensor(foils, device=lm.device)
         # only the read positions go through the vocabulary head, where the model allows it
         self.keep = self.read_at if takes_logits_to_keep(lm) else None
 
@@ -59,12 +63,17 @@ class ContinuationOutput(nn.Module):
         return logits if self.keep is not None else logits[:, self.read_at]
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(embeddings)
-        scores = logits if self.output == "logit" else logits.softmax(-1)
-        value = scores.gather(2, self.targets.expand(len(scores), -1)[..., None])[..., 0]
+        value = self.read(self.logits(embeddings))
         if self.after_pass is not None:
             self.after_pass()
         return value
+
+    def read(self, logits: torch.Tensor) -> torch.Tensor:
+        """(batch, target tokens): the explained output from the logits where each target
+        is predicted (minus the foil's, for a contrast)."""
+        scores = logits if self.output == "logit" else logits.softmax(-1)
+        value = _gather(scores, self.targets)
+        return value if self.foils is None else value - _gather(scores, self.foils)
 
     after_pass = None
 
@@ -101,9 +110,33 @@ def target_ids(explainer, target, generate) -> list[int] | None:
     return list(ids)
 
 
-def step_scores(explainer, ids: list[int], n_input: int) -> dict[str, np.ndarray]:
+def _gather(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """scores (batch, tokens, vocabulary) at ``ids`` (tokens,): (batch, tokens)."""
+    return scores.gather(2, ids.expand(len(scores), -1)[..., None])[..., 0]
+
+
+def foil_ids(explainer, foil, targets: list[int]) -> list[int]:
+    """The foil of a continuation: a text of as many tokens as the target (refused else)."""
+    if not isinstance(foil, str):
+        raise TypeError(
+            f"foil must be a text for a continuation (as many tokens as the target); got "
+            f"{type(foil).__name__}"
+        )
+    ids = explainer.lm.tokenizer(foil, add_special_tokens=False)["input_ids"]
+    if len(ids) != len(targets):
+        raise ValueError(
+            f"foil must have as many tokens as the target ({len(targets)}) to contrast "
+            f"them token by token; got {len(ids)} tokens for foil={foil!r}"
+        )
+    if list(ids) == list(targets):
+        raise ValueError(f"foil must differ from the target; both are {foil!r}")
+    return list(ids)
+
+
+def step_scores(explainer, ids: list[int], n_input: int, foils=None) -> dict[str, np.ndarray]:
     """For each target token: its probability given everything before it, and the entropy
-    (nats) of the model's distribution there; one forward pass over text and target."""
+    (nats) of the model's distribution there (and each foil token's probability there); one
+    forward pass over text and target."""
     explained = explainer.explained.extended(ids[n_input:])
     n_encoder = explained.n_encoder
     with torch.no_grad():
@@ -112,22 +145,28 @@ def step_scores(explainer, ids: list[int], n_input: int) -> dict[str, np.ndarray
         )
     targets = torch.tensor(ids[n_input:], device=logits.device)
     read = logits[0, n_input - 1 - n_encoder : len(ids) - 1 - n_encoder]
-    return _steps(read.double().log_softmax(-1), targets)
+    foils = None if foils is None else torch.tensor(foils, device=logits.device)
+    return _steps(read.double().log_softmax(-1), targets, foils)
 
 
-def _steps(log_p: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
+def _steps(log_p: torch.Tensor, targets: torch.Tensor, foils=None) -> dict[str, np.ndarray]:
     """Step scores from the log-probabilities (target tokens, vocabulary) where each target
     token is predicted."""
-    read = log_p.gather(1, targets[:, None])[:, 0]
-    return {
-        "probability": read.exp().cpu().numpy(),
+    steps = {
+        "probability": log_p.gather(1, targets[:, None])[:, 0].exp().cpu().numpy(),
         "entropy": -(log_p.exp() * log_p).sum(-1).cpu().numpy(),
     }
+    if foils is not None:
+        steps["foil_probability"] = log_p.gather(1, foils[:, None])[:, 0].exp().cpu().numpy()
+    return steps
 
 
-def _result(explainer, spec, ids, n_input, scores, **fields) -> ContinuationResult:
+def _result(explainer, spec, ids, n_input, scores, foils, **fields) -> ContinuationResult:
     """The result of either way of running; ``fields``: the rest of ContinuationResult's."""
     full = explainer.explained.extended(ids[n_input:])
+    if foils is not None:
+        fields["foil_ids"] = list(foils)
+        fields["foil_tokens"] = token_texts(explainer.lm.tokenizer, foils)
     return ContinuationResult(
         method=spec.name,
         model_name=explainer.lm.name,
@@ -142,12 +181,14 @@ def _result(explainer, spec, ids, n_input, scores, **fields) -> ContinuationResu
     )
 
 
-def explain_continuation(explainer, spec, targets: list[int], settings: dict) -> ContinuationResult:
+def explain_continuation(
+    explainer, spec, targets: list[int], settings: dict, foils: list[int] | None = None
+) -> ContinuationResult:
     """Every target token's row: from one teacher-forced run (:data:`TEACHER_FORCED`
     methods), else from one run per target token on the text extended by the target tokens
-    before it."""
+    before it. ``foils``: a contrast, one foil token per target token."""
     if spec.name in TEACHER_FORCED:
-        return _teacher_forced(explainer, spec, targets, settings)
+        return _teacher_forced(explainer, spec, targets, settings, foils)
     n_input = len(explainer.ids)
     ids = list(explainer.ids) + list(targets)
     n_sources, tokenizer = len(ids), explainer.lm.tokenizer
@@ -157,7 +198,8 @@ def explain_continuation(explainer, spec, targets: list[int], settings: dict) ->
     for t in rows:
         prefix = explainer.explained.extended(targets[:t])
         text = tokenizer.decode([targets[t]])
-        row = explainer._run(spec, targets[t], text, settings, prefix)
+        contrast = None if foils is None else (foils[t], tokenizer.decode([foils[t]]))
+        row = explainer._run(spec, targets[t], text, settings, prefix, contrast)
         scores[t, : n_input + t] = row.scores
         outputs.append(row.output)
         baseline_outputs.append(row.baseline_output)
@@ -169,23 +211,26 @@ def explain_continuation(explainer, spec, targets: list[int], settings: dict) ->
         ids,
         n_input,
         scores,
+        foils,
         outputs=np.array(outputs),
         baseline_outputs=np.array(baseline_outputs),
         deltas=np.array(deltas, dtype=float),
-        step_scores=step_scores(explainer, ids, n_input),
+        step_scores=step_scores(explainer, ids, n_input, foils),
         seconds=seconds,
         settings=dict(settings),
     )
 
 
-def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> ContinuationResult:
+def _teacher_forced(
+    explainer, spec, targets: list[int], settings: dict, foils
+) -> ContinuationResult:
     """One run of a perturbation method over the text and the target (but its last token),
     each perturbed pass reading every target token's output."""
     n_input, n_targets = len(explainer.ids), len(targets)
     ids = list(explainer.ids) + list(targets)
     inputs = explainer.explained.extended(targets[:-1])
     f = ContinuationOutput(
-        explainer.lm, inputs.extra, n_input, targets, settings["output"], inputs.n_encoder
+        explainer.lm, inputs.extra, n_input, targets, settings["output"], inputs.n_encoder, foils
     )
     x = inputs.embeddings()
     baseline = inputs.baseline(x, settings["baseline"])
@@ -211,16 +256,15 @@ def _teacher_forced(explainer, spec, targets: list[int], settings: dict) -> Cont
         scores[t, : n_input + t] = row[: n_input + t]  # later tokens cannot reach row t
     with torch.no_grad():  # f(x), f(x') and the step scores from one pass
         logits = f.logits(torch.cat([x, baseline])).double()
-    chosen = logits if settings["output"] == "logit" else logits.softmax(-1)
-    values = chosen.gather(2, f.targets.expand(2, -1)[..., None])[..., 0]
-    outputs, baseline_outputs = values.cpu().numpy()
-    steps = _steps(logits[0].log_softmax(-1), f.targets)
+    outputs, baseline_outputs = f.read(logits).cpu().numpy()
+    steps = _steps(logits[0].log_softmax(-1), f.targets, f.foils)
     return _result(
         explainer,
         spec,
         ids,
         n_input,
         scores,
+        foils,
         outputs=outputs,
         baseline_outputs=baseline_outputs,
         deltas=np.full(n_targets, np.nan),

@@ -12,7 +12,7 @@ from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
 from ..tasks import shares_input_embeddings
-from .continuation import explain_continuation, target_ids
+from .continuation import explain_continuation, foil_ids, target_ids
 from .explained import OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
 from .methods import (
@@ -202,7 +202,10 @@ class AttributionsExplainer(Explainer):
             foil: a contrast: explain the target's output minus the foil's (a token text
                 of one token or a token id; a class label or index), as in contrastive
                 explanations (Yin and Neubig 2022); None (default) for none. It must differ
-                from the target, and works with a one-token target only.
+                from the target. With a continuation, a text of as many tokens as the
+                target: row t explains target token t's output minus foil token t's, both
+                read after the text and the target's tokens before t. Not with
+                ``generate``.
 
         Returns:
             AttributionResult: ``scores`` (one per token), ``to_frame()``,
@@ -231,17 +234,19 @@ class AttributionsExplainer(Explainer):
         reason = spec.refuse(self.lm)
         if reason:
             raise MethodNotApplicableError(reason)
-        contrast = None if foil is None else self.resolve_target(foil, "foil")
-        alone = "foil works with a one-token target; a continuation explains each of its "
         if foil is not None and generate is not None:  # refused before the model writes
-            raise ValueError(alone + f"tokens on its own (got foil={foil!r} with generate)")
+            raise ValueError(
+                "foil is for a given target (one token, or a continuation of as many tokens "
+                f"as the foil); the model's own continuation has none (got foil={foil!r} "
+                "with generate)"
+            )
         continuation = target_ids(self, target, generate)
-        if continuation is not None and foil is not None:
-            raise ValueError(alone + f"tokens on its own (got foil={foil!r} with a continuation)")
         if continuation is not None:  # the longest prefix sets the batch that fits
+            foils = None if foil is None else foil_ids(self, foil, continuation)
             longest = len(self.ids) + len(continuation) - 1
             settings = self._settings(spec, **options, n_tokens=longest)
-            return explain_continuation(self, spec, continuation, settings)
+            return explain_continuation(self, spec, continuation, settings, foils)
+        contrast = None if foil is None else self.resolve_target(foil, "foil")
         if target is None:  # the top prediction: the same forward pass as f(x')
             self.explained.compute_logits(settings["baseline"])
         index, text = self.resolve_target(target)

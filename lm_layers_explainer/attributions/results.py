@@ -336,6 +336,11 @@ class ContinuationResult(Result):
     its ``probability`` given everything before it and the ``entropy`` (nats) of the model's
     distribution there. For a seq2seq model the first ``n_encoder`` sources are the
     encoder's tokens, then come the decoder's (its start token, then the target's).
+
+    A contrast has ``foil_ids`` and ``foil_tokens``, one per target token: row ``t``
+    explains target token ``t``'s output minus foil token ``t``'s, both read after the text
+    and the target's tokens before ``t``; ``step_scores["foil_probability"]`` is the foil's
+    probability there.
     """
 
     method: str
@@ -353,10 +358,17 @@ class ContinuationResult(Result):
     seconds: float
     settings: dict = field(repr=False)
     n_encoder: int = 0
+    foil_ids: list | None = None
+    foil_tokens: list[str] | None = None
 
     @property
     def target_tokens(self) -> list[str]:
         return self.source_tokens[self.n_input : self.n_input + len(self.scores)]
+
+    def explains(self) -> str:
+        """What each row explains, in words."""
+        shown = f"{self.output_kind} of each target token"
+        return shown + (f" minus the {self.output_kind} of its foil" if self.foil_ids else "")
 
     @property
     def target_ids(self) -> list:
@@ -418,7 +430,9 @@ class ContinuationResult(Result):
         (target word W, source word V) combines, by ``rule`` (``"sum"``, ``"mean"`` or
         ``"max_abs"``, the score of largest magnitude), the scores of W's pieces on V's
         pieces, and is NaN unless V lies entirely before W. A word's probability is the
-        product of its pieces' (the chain rule), its entropy their mean.
+        product of its pieces' (the chain rule), its entropy their mean. A contrast's foil
+        word joins the foil tokens at the word's pieces, and its probability is their
+        product (each read after the target's tokens before it).
 
         >>> s.aggregate("words").to_frame()
         """
@@ -435,6 +449,14 @@ class ContinuationResult(Result):
                     scores[w, v] = _combine(block, rule)
         probability = np.array([np.prod(self.step_scores["probability"][t]) for t in targets])
         entropy = np.array([np.mean(self.step_scores["entropy"][t]) for t in targets])
+        steps = {"probability": probability, "entropy": entropy}
+        foil = {}
+        if self.foil_ids is not None:
+            steps["foil_probability"] = np.array(
+                [np.prod(self.step_scores["foil_probability"][t]) for t in targets]
+            )
+            foil["foil_ids"] = [[self.foil_ids[i] for i in t] for t in targets]
+            foil["foil_tokens"] = ["".join(self.foil_tokens[i] for i in t) for t in targets]
         return ContinuationResult(
             method=self.method,
             model_name=self.model_name,
@@ -446,13 +468,14 @@ class ContinuationResult(Result):
             attributable=np.array([bool(self.attributable[g].any()) for g in sources]),
             output_kind=self.output_kind,
             outputs=probability
-            if self.output_kind == "probability"
+            if self.output_kind == "probability" and self.foil_ids is None
             else np.full(len(targets), np.nan),
             baseline_outputs=np.full(len(targets), np.nan),
             deltas=np.full(len(targets), np.nan),
-            step_scores={"probability": probability, "entropy": entropy},
+            step_scores=steps,
             seconds=self.seconds,
             settings=dict(self.settings, aggregated=f"{unit}, {rule}"),
+            **foil,
         )
 
     def _grid(self) -> tuple:
@@ -462,14 +485,10 @@ class ContinuationResult(Result):
         for row in self.scores:
             cells.append(["" if np.isnan(v) else f"{v:+.2g}" for v in row])
             values.append([0.5 if np.isnan(v) else (v / largest + 1) / 2 for v in row])
-        probability = self.step_scores["probability"]
-        labels = [
-            f"{visible(token)} (p={p:.2f})"
-            for token, p in zip(self.target_tokens, probability, strict=True)
-        ]
+        labels = [label for label, _ in self._steps()]
         title = (
             f"{self.method} on {self.model_name}: each target token (rows, with its "
-            f"probability) attributed to the tokens before it (columns); {self.output_kind}, "
+            f"probability) attributed to the tokens before it (columns); {self.explains()}, "
             "red raises it, blue lowers it"
         )
         if self.n_encoder:
@@ -503,31 +522,49 @@ class ContinuationResult(Result):
                     continue
                 background, color = _diverging(value / largest)
                 rules.append(f"{chosen} .s{s}{{background:{background};color:{color}}}")
-        probability = self.step_scores["probability"]
+        steps = self._steps()
         tokens = []
         for s, token in enumerate(self.source_tokens):
             shown = escape(visible(token))
             t = s - self.n_input
             if 0 <= t < len(self.scores):
-                bar = max(1, round(30 * float(probability[t])))
+                label, p = steps[t]
+                bar = max(1, round(30 * float(p)))
                 tokens.append(
                     f'<span class="tok s{s} target t{t}" tabindex="0" '
-                    f'title="target token {t}: probability {probability[t]:.3g}">{shown}'
-                    f'<span class="step">p={probability[t]:.2f}<br><span style="display:'
+                    f'title="target token {t}: {escape(label)}">{shown}'
+                    f'<span class="step">p={p:.2f}<br><span style="display:'
                     f'inline-block;width:{bar}px;height:4px;background:#777"></span>'
                     "</span></span>"
                 )
             else:
                 tokens.append(f'<span class="tok s{s}">{shown}</span>')
+        under = "its probability"
+        if self.foil_ids is not None:
+            under = "its probability (its foil and the foil's probability in its tooltip)"
         caption = (
             f"{escape(self.method)} on {escape(self.model_name)}: hover a target token "
-            "(underlined), or Tab to it, to shade the tokens it depends on; under each, its "
-            f"probability. {len(self.scores)} target tokens, {escape(self.output_kind)}."
+            "(underlined), or Tab to it, to shade the tokens it depends on; under each, "
+            f"{under}. {len(self.scores)} target tokens, {escape(self.explains())}."
         )
         return (
             f'<div class="lmle-continuation" id="{view}"><style>{"".join(rules)}</style>'
             f"<div>{caption}</div>{_in_blocks(tokens, self.n_encoder)}</div>"
         )
+
+    def _steps(self) -> list[tuple[str, float]]:
+        """Each target token's label, ``' the' (p=0.42)`` or for a contrast ``' the' vs
+        ' a' (p=0.42 vs 0.10)``, and its probability."""
+        probability = self.step_scores["probability"]
+        foils = self.foil_tokens or [None] * len(probability)
+        foil_p = self.step_scores.get("foil_probability", foils)
+        steps = []
+        for token, p, foil, q in zip(self.target_tokens, probability, foils, foil_p, strict=True):
+            if foil is None:
+                steps.append((f"{visible(token)} (p={p:.2f})", p))
+            else:
+                steps.append((f"{visible(token)} vs {visible(foil)} (p={p:.2f} vs {q:.2f})", p))
+        return steps
 
     def matrix(self):
         """Every row at once: the scores as a grid (target tokens x sources), for a

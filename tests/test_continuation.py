@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lm_layers_explainer import lm_layers_explainer, load_model
-from lm_layers_explainer.attributions.continuation import TEACHER_FORCED
+from lm_layers_explainer.attributions.continuation import SHARED_FORWARD, TEACHER_FORCED
 from lm_layers_explainer.attributions.results import ContinuationResult
 
 Attributions = lm_layers_explainer["attributions"]
@@ -34,7 +34,9 @@ DETERMINISTIC = [
 @pytest.mark.parametrize("method", DETERMINISTIC)
 def test_row_t_is_the_single_token_run_on_the_text_extended_by_t_target_tokens(gpt2, method):
     result = Attributions(gpt2, TEXT)(method=method, target=TARGET, n_steps=16)
-    assert result.settings.get("teacher_forced", False) == (method in TEACHER_FORCED)
+    assert result.settings.get("teacher_forced", False) == (
+        method in TEACHER_FORCED + SHARED_FORWARD
+    )
     pieces = _pieces(gpt2, TARGET)
     assert result.target_tokens == pieces and len(pieces) >= 3
     n = result.n_input
@@ -45,6 +47,8 @@ def test_row_t_is_the_single_token_run_on_the_text_extended_by_t_target_tokens(g
         np.testing.assert_allclose(result.scores[t, : n + t], row.scores, atol=1e-6)
         assert np.isnan(result.scores[t, n + t :]).all()  # the token itself and after
         assert result.outputs[t] == pytest.approx(row.output)
+        if method == "integrated_gradients":  # captum's completeness gap, row by row
+            assert result.deltas[t] == pytest.approx(row.delta, abs=1e-6)
 
 
 def test_sampled_shapley_rows_each_sum_to_their_own_output_difference(gpt2):

@@ -14,8 +14,10 @@ the text's tokens are the encoder's, then the decoder's start token.
 How it runs: the methods of :data:`TEACHER_FORCED` perturb the whole sequence (text and
 target) once per perturbation, and one forward pass reads every target token's output at
 once (captum's perturbation classes take a forward function with several outputs per
-input), so a continuation costs about one run on its longest prefix. The other methods run
-once per target token, on the text extended by the target tokens before it.
+input), so a continuation costs about one run on its longest prefix. The gradient methods
+of :data:`SHARED_FORWARD` make one forward pass per input (per integration step) for all
+target tokens, then one backward pass per target token. The other methods run once per
+target token, on the text extended by the target tokens before it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 from ..forward import check_generation, extend
 from ..render import progress
 from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep, token_texts
-from .explained import attribute
+from .explained import PassProgress, attribute
 from .methods import Question, per_token_mask, token_scores
 from .results import ContinuationResult
 
@@ -36,6 +38,11 @@ TEACHER_FORCED = ("feature_ablation", "occlusion", "shapley_value_sampling")
 Shapley value sampling the target tokens after row ``t``'s own are players that change
 nothing (causal attention): they get 0, and the others' values are those of the game of the
 prefix, so every row still sums to its own f(x) - f(x')."""
+
+SHARED_FORWARD = ("saliency", "input_x_gradient", "integrated_gradients")
+"""Gradient methods whose forward passes serve every target token (see :class:`_SharedForward`).
+Row ``t``'s gradient is the same as on its own prefix: the positions after its read position
+cannot reach it (causal attention), in a seq2seq decoder too."""
 
 
 class ContinuationOutput(nn.Module):
@@ -187,8 +194,8 @@ def explain_continuation(
     """Every target token's row: from one teacher-forced run (:data:`TEACHER_FORCED`
     methods), else from one run per target token on the text extended by the target tokens
     before it. ``foils``: a contrast, one foil token per target token."""
-    if spec.name in TEACHER_FORCED:
-        return _teacher_forced(explainer, spec, targets, settings, foils)
+    if spec.name in TEACHER_FORCED + SHARED_FORWARD:
+        return _one_run(explainer, spec, targets, settings, foils)
     n_input = len(explainer.ids)
     ids = list(explainer.ids) + list(targets)
     n_sources, tokenizer = len(ids), explainer.lm.tokenizer
@@ -221,11 +228,9 @@ def explain_continuation(
     )
 
 
-def _teacher_forced(
-    explainer, spec, targets: list[int], settings: dict, foils
-) -> ContinuationResult:
-    """One run of a perturbation method over the text and the target (but its last token),
-    each perturbed pass reading every target token's output."""
+def _one_run(explainer, spec, targets: list[int], settings: dict, foils) -> ContinuationResult:
+    """One run of the method over the text and the target (but its last token), each
+    forward pass reading every target token's output."""
     n_input, n_targets = len(explainer.ids), len(targets)
     ids = list(explainer.ids) + list(targets)
     inputs = explainer.explained.extended(targets[:-1])
@@ -236,28 +241,33 @@ def _teacher_forced(
     baseline = inputs.baseline(x, settings["baseline"])
     n_tokens, n_features = x.shape[1:]
     batch = settings["internal_batch_size"]
-    question = Question(
-        f=f,
-        x=x,
-        baseline=baseline,
-        feature_mask=per_token_mask(x),
-        baseline_sampler=None,
-        n_steps=settings["n_steps"],
-        internal_batch_size=batch,
-        n_samples=settings["n_samples"],
-        window=settings["window"],
-    )
     desc = f"{spec.name} ({n_tokens} tokens, {n_targets} targets, batches of {batch})"
-    attribution, _, seconds = attribute(spec, question, settings, desc)
-    attribution = attribution.reshape(n_targets, n_tokens, n_features)
+    if spec.name in SHARED_FORWARD:
+        attribution, seconds = _shared_forward(spec, f, x, baseline, settings, desc)
+    else:
+        question = Question(
+            f=f,
+            x=x,
+            baseline=baseline,
+            feature_mask=per_token_mask(x),
+            baseline_sampler=None,
+            n_steps=settings["n_steps"],
+            internal_batch_size=batch,
+            n_samples=settings["n_samples"],
+            window=settings["window"],
+        )
+        attribution, _, seconds = attribute(spec, question, settings, desc)
+    attribution = attribution.reshape(n_targets, n_tokens, n_features).detach().double()
     scores = np.full((n_targets, len(ids)), np.nan)
     for t in range(n_targets):
-        row = token_scores(spec, attribution[t].detach().double()).cpu().numpy()
+        row = token_scores(spec, attribution[t]).cpu().numpy()
         scores[t, : n_input + t] = row[: n_input + t]  # later tokens cannot reach row t
     with torch.no_grad():  # f(x), f(x') and the step scores from one pass
         logits = f.logits(torch.cat([x, baseline])).double()
     outputs, baseline_outputs = f.read(logits).cpu().numpy()
-    steps = _steps(logits[0].log_softmax(-1), f.targets, f.foils)
+    deltas = np.full(n_targets, np.nan)
+    if spec.name == "integrated_gradients":  # completeness, as captum reports it
+        deltas = attribution.sum((1, 2)).cpu().numpy() - (outputs - baseline_outputs)
     return _result(
         explainer,
         spec,
@@ -267,8 +277,71 @@ def _teacher_forced(
         foils,
         outputs=outputs,
         baseline_outputs=baseline_outputs,
-        deltas=np.full(n_targets, np.nan),
-        step_scores=steps,
+        deltas=deltas,
+        step_scores=_steps(logits[0].log_softmax(-1), f.targets, f.foils),
         seconds=seconds,
         settings=dict(settings, teacher_forced=True),
     )
+
+
+class _SharedForward:
+    """captum's gradient function (``gradient_func``) for ``n`` copies of each input, copy
+    ``t`` explaining target token ``t``: one forward pass per distinct input, then one
+    backward pass per target token. captum keeps its own math (integration steps, weights,
+    sums); only the passes are shared, because a captum run takes one target per copy."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, forward_fn, inputs, target_ind=None, additional_forward_args=None):
+        (copies,) = inputs  # (steps x n, tokens, features): n copies of each step's input
+        n, steps = self.n, len(inputs[0]) // self.n
+        if list(target_ind) != list(range(n)) * steps:  # captum's layout, checked
+            raise RuntimeError(f"unexpected targets from captum: {target_ind}")
+        points = copies[::n].detach().requires_grad_(True)
+        with torch.enable_grad():
+            outputs = forward_fn(points)  # (steps, n)
+            grads = [
+                torch.autograd.grad(outputs[:, t].sum(), points, retain_graph=t < n - 1)[0]
+                for t in range(n)
+            ]
+        return (torch.stack(grads, 1).reshape(copies.shape),)
+
+
+def _shared_forward(spec, f, x, baseline, settings: dict, desc: str):
+    """A :data:`SHARED_FORWARD` method on every target token of ``f``, with captum's class
+    and options as a single-token run uses them: (attribution (targets, tokens, features),
+    seconds)."""
+    import time
+
+    import captum.attr
+
+    n = len(f.targets)
+    method = {
+        "saliency": captum.attr.Saliency,
+        "input_x_gradient": captum.attr.InputXGradient,
+        "integrated_gradients": captum.attr.IntegratedGradients,
+    }[spec.name](f)
+    method.gradient_func = _SharedForward(n)
+    copies, targets = x.expand(n, -1, -1).clone().requires_grad_(True), list(range(n))
+    n_steps, batch = settings["n_steps"], settings["internal_batch_size"]
+    passes = -(-n_steps // batch) if spec.name == "integrated_gradients" else 1
+    f.after_pass = PassProgress(passes, desc)
+    start = time.perf_counter()
+    try:
+        if spec.name == "integrated_gradients":  # batch: integration steps per pass
+            attribution = method.attribute(
+                copies,
+                baselines=baseline.expand(n, -1, -1).clone(),
+                target=targets,
+                n_steps=n_steps,
+                internal_batch_size=batch * n,
+            )
+        elif spec.name == "saliency":
+            attribution = method.attribute(copies, target=targets, abs=True)
+        else:
+            attribution = method.attribute(copies, target=targets)
+    finally:
+        f.after_pass.close()
+        f.after_pass = None
+    return attribution, time.perf_counter() - start

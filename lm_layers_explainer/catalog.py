@@ -254,7 +254,9 @@ def _tiny_bert(kind, **options):
     from transformers import (
         BertConfig,
         BertForMaskedLM,
+        BertForQuestionAnswering,
         BertForSequenceClassification,
+        BertForTokenClassification,
         BertModel,
         PreTrainedTokenizerFast,
     )
@@ -280,10 +282,16 @@ def _tiny_bert(kind, **options):
         label2id={"negative": 0, "positive": 1},
         attn_implementation="eager",
     )
+    if kind == "token_classifier":  # a named-entity tagger's labels
+        labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
     model_class = {
         "masked": BertForMaskedLM,
         "encoder": BertModel,
         "classifier": BertForSequenceClassification,
+        "question_answering": BertForQuestionAnswering,
+        "token_classifier": BertForTokenClassification,
     }[kind]
     config.architectures = [model_class.__name__]
     return _finish(_seeded(lambda: model_class(config)), **options), tokenizer
@@ -360,11 +368,13 @@ _ENTRIES = [
         "tiny-bert",
         "masked",
         "random BERT with MLM head (2 layers, 2 heads, hidden 32), for tests; kind='encoder' "
-        "gives the bare encoder, kind='classifier' a 2-class (negative, positive) classifier",
+        "gives the bare encoder, kind='classifier' a 2-class (negative, positive) classifier, "
+        "kind='question_answering' a span head, kind='token_classifier' a tagger (O, B-PER, "
+        "I-PER, B-LOC, I-LOC)",
         None,
         None,
         _tiny_bert,
-        kinds=("masked", "encoder", "classifier"),
+        kinds=("masked", "encoder", "classifier", "question_answering", "token_classifier"),
     ),
     CatalogEntry(
         "tiny-bart",

@@ -37,7 +37,8 @@ class Task:
     ``continuation`` of the first, or as the ``decoder``'s input (the first goes to the
     encoder). ``explains``: what the attributions explainer explains: the ``next_token``
     (of a causal LM, or of a seq2seq model's decoder), the one ``mask``, a ``class`` of the
-    whole text, or None (refused).
+    whole text, the ``span`` of an answer (its start and end), a ``label`` of each token, or
+    None (refused).
     """
 
     kind: str
@@ -47,6 +48,9 @@ class Task:
     second_text: str
     encoder_decoder: bool = False
     explains: str | None = None
+    heads: tuple[str, ...] = ("logits",)
+    """The model outputs an explanation can read (``start_logits`` and ``end_logits`` for
+    question answering)."""
 
 
 TASKS: dict[str, Task] = {
@@ -62,6 +66,11 @@ TASKS: dict[str, Task] = {
              second_text="decoder", encoder_decoder=True, explains="next_token"),
         Task("classifier", "AutoModelForSequenceClassification", reads_in_place=True,
              vocabulary_head=False, second_text="segment", explains="class"),
+        Task("question_answering", "AutoModelForQuestionAnswering", reads_in_place=True,
+             vocabulary_head=False, second_text="segment", explains="span",
+             heads=("start_logits", "end_logits")),
+        Task("token_classifier", "AutoModelForTokenClassification", reads_in_place=True,
+             vocabulary_head=False, second_text="segment", explains="label"),
     ]
 }  # fmt: skip
 """Kind -> :class:`Task`."""
@@ -102,6 +111,10 @@ def _kind_from_class_name(name: str, auto) -> str | None:
         return "seq2seq"
     if name.endswith("ForSequenceClassification"):
         return "classifier"
+    if name.endswith("ForQuestionAnswering"):
+        return "question_answering"
+    if name.endswith("ForTokenClassification"):
+        return "token_classifier"
     return None
 
 
@@ -261,9 +274,10 @@ def predicted_from(lm: LoadedModel, position: int) -> int:
 def read_position(seq: Sequence) -> int | None:
     """Where the attributions explainer reads what it explains: the last token (causal: the
     next token is predicted there), the one ``[MASK]`` (masked), None (a classifier's
-    output belongs to the whole text)."""
+    output belongs to the whole text; a question-answering model's start and end, over
+    every position; a token classifier's, until a token is chosen)."""
     lm = seq.lm
-    if lm.task.explains == "class":
+    if lm.task.explains in ("class", "span", "label"):
         return None
     if lm.task.explains == "next_token":
         return len(seq.ids) - 1
@@ -286,12 +300,21 @@ def read_position_in(lm: LoadedModel, kept: list[int], ids: list[int], read_at: 
         return None
     if lm.task.explains == "next_token":
         return len(ids) - 1
+    if read_at not in kept:  # a token classifier's own token
+        raise ValueError(
+            f"deleting token {read_at} deletes the token whose label is explained; use "
+            "convention='replacement'"
+        )
     return kept.index(read_at)
 
 
-def question_text(seq: Sequence, read_at: int | None) -> str:
+def question_text(seq: Sequence, read_at: int | None, head: str = "logits") -> str:
     """What the attributions explainer explains, in words."""
     lm = seq.lm
+    if lm.task.explains == "span":
+        return f"the answer's {head.removesuffix('_logits')} position"
+    if lm.task.explains == "label":
+        return f"the label of token {read_at}"
     if lm.task.explains == "next_token" and lm.task.encoder_decoder:
         return "next token of the decoder"
     if lm.task.explains == "next_token":
@@ -383,14 +406,20 @@ def takes_logits_to_keep(lm: LoadedModel) -> bool:
 
 
 def logits_of_embeddings(
-    lm: LoadedModel, embeddings: torch.Tensor, extra: dict, keep=None, n_encoder: int = 0
+    lm: LoadedModel,
+    embeddings: torch.Tensor,
+    extra: dict,
+    keep=None,
+    n_encoder: int = 0,
+    head: str = "logits",
 ):
     """The model's logits for a batch of input embeddings (batch, tokens, features):
     (batch, tokens or kept positions, vocabulary or classes). ``extra``: further inputs of
     shape (1, tokens), such as a pair's ``token_type_ids``; ``keep``: the positions to
     project onto the vocabulary (a tensor, for models that take ``logits_to_keep``). For a
     seq2seq model the first ``n_encoder`` tokens go to the encoder, the rest to the decoder,
-    and the logits are the decoder's (positions counted from the decoder's first token)."""
+    and the logits are the decoder's (positions counted from the decoder's first token).
+    ``head``: which of the model's outputs (one of its task's ``heads``)."""
     batch, length = embeddings.shape[:2]
     options = {k: v.expand(batch, -1) for k, v in extra.items()}
     if not lm.task.reads_in_place:
@@ -401,7 +430,19 @@ def logits_of_embeddings(
         options["decoder_inputs_embeds"] = embeddings[:, n_encoder:]
         embeddings, length = embeddings[:, :n_encoder], n_encoder
     mask = torch.ones((batch, length), dtype=torch.long, device=embeddings.device)
-    return lm.model(inputs_embeds=embeddings, attention_mask=mask, **options).logits
+    return getattr(lm.model(inputs_embeds=embeddings, attention_mask=mask, **options), head)
+
+
+def multi_label(lm: LoadedModel) -> bool:
+    """Whether a classifier's labels are independent (a sigmoid each), not exclusive."""
+    return getattr(lm.config, "problem_type", None) == "multi_label_classification"
+
+
+def sentence_embeddings(lm: LoadedModel, embeddings: torch.Tensor) -> torch.Tensor:
+    """Mean-pooled last hidden states of a batch of input embeddings (batch, tokens,
+    features), every token counted (as sentence-transformers pools): (batch, hidden)."""
+    mask = torch.ones(embeddings.shape[:2], dtype=torch.long, device=embeddings.device)
+    return lm.model.base_model(inputs_embeds=embeddings, attention_mask=mask)[0].mean(1)
 
 
 def shares_input_embeddings(lm: LoadedModel) -> bool:

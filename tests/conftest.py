@@ -31,6 +31,7 @@ def every_explainer_result(text: str) -> dict:
     explain = lm_layers_explainer
     gpt2, bert = load_model("tiny-gpt2"), load_model("tiny-bert")
     rankings = explain["rankings"](gpt2)(text, generate=1)
+    nli = _nli_classifier()
     return {
         "tokens": explain["tokens"](gpt2)(text),
         "activations": explain["activations"](gpt2, text)(n_components=2),
@@ -50,6 +51,16 @@ def every_explainer_result(text: str) -> dict:
         "attributions_contrast_continuation": explain["attributions"](gpt2, text)(
             method="input_x_gradient", target=" " + text, foil=" " + text.replace("cat", "dog")
         ),  # every text here has a "cat"; the foil's tokens appear in the view
+        "question_answering": explain["question_answering"](
+            load_model("tiny-bert", kind="question_answering"), "where", text
+        )(method="saliency"),
+        "token_classification": explain["token_classification"](
+            load_model("tiny-bert", kind="token_classifier"), text
+        )(method="saliency"),
+        "zero_shot": explain["zero_shot"](nli, text, labels=["<i>cat</i>", "dog"])(
+            method="saliency"
+        ),
+        "similarity": explain["similarity"](bert, text, "a dog")(method="saliency"),
         "attributions_seq2seq": explain["attributions"]("tiny-bart", text)(
             method="input_x_gradient", target=" the"
         ),
@@ -57,6 +68,25 @@ def every_explainer_result(text: str) -> dict:
             method="feature_ablation", target=" " + text
         ),
     }
+
+
+def _nli_classifier():
+    """tiny-bert's encoder with a new seeded 3-way NLI head (an entailment label)."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from lm_layers_explainer import load_model
+
+    base = load_model("tiny-bert", kind="classifier")
+    labels = ["contradiction", "neutral", "entailment"]
+    settings = dict(
+        base.config.to_dict(),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(1)
+    model = BertForSequenceClassification(type(base.config).from_dict(settings)).eval()
+    return load_model((model, base.tokenizer))
 
 
 @pytest.fixture

@@ -127,14 +127,20 @@ def test_family_entries_are_checked():
 
 
 def test_the_task_table_covers_every_kind_once():
-    assert KINDS == tuple(TASKS) == ("causal", "masked", "encoder", "seq2seq", "classifier")
+    assert KINDS == tuple(TASKS) == (
+        "causal", "masked", "encoder", "seq2seq", "classifier", "question_answering",
+        "token_classifier",
+    )  # fmt: skip
     for kind in KINDS:
         assert TASKS[kind].kind == kind
     from transformers import BertConfig
 
-    assert kind_from_config(BertConfig(architectures=["BertForSequenceClassification"])) == (
-        "classifier"
-    )
+    for architecture, kind in [
+        ("BertForSequenceClassification", "classifier"),
+        ("BertForQuestionAnswering", "question_answering"),
+        ("BertForTokenClassification", "token_classifier"),
+    ]:
+        assert kind_from_config(BertConfig(architectures=[architecture])) == kind
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,30 @@ def vit():
 
 
 # (entry point, call, error, message naming the parameter and what is valid)
+def _qa():
+    return load_model("tiny-bert", kind="question_answering")
+
+
+def _tagger():
+    return load_model("tiny-bert", kind="token_classifier")
+
+
+def _classifier():
+    return load_model("tiny-bert", kind="classifier")
+
+
+def _nli():
+    from conftest import _nli_classifier
+
+    return _nli_classifier()
+
+
+def _multi_label():
+    lm = load_model("tiny-bert", kind="classifier")
+    lm.config.problem_type = "multi_label_classification"
+    return lm
+
+
 CASES = [
     ("tokens", lambda: E["tokens"]("tiny-gpt2")(42), TypeError, "text must be a string"),
     ("tokens", lambda: E["tokens"]("tiny-gpt2")(" \n "), ValueError, "text must contain"),
@@ -134,6 +158,43 @@ CASES = [
      "allow_pickle must be True or False"),
     ("load_model", lambda: load_model("./no/such/folder"), ModelNotAvailableError,
      "looks like a folder, but there is no such folder"),
+    # task models (issue 16)
+    ("question_answering", lambda: E["question_answering"]("tiny-gpt2", "a", "b"), ValueError,
+     "model must be one of the kinds question_answering"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "where", None), TypeError,
+     "context is missing"),
+    ("question_answering", lambda: E["question_answering"](_qa(), " ", "the cat"), ValueError,
+     "question must contain"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "where", "the cat")(
+        answer="dog"), ValueError, "answer must occur in the context"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "where", "the cat")(
+        method="gradcam"), ValueError, "method must be one of"),
+    ("token_classification", lambda: E["token_classification"]("tiny-bert", "the cat"),
+     ValueError, "model must be one of the kinds token_classifier"),
+    ("token_classification", lambda: E["token_classification"](_tagger(), "the cat")(
+        ignored_labels=["X"]), ValueError, "ignored_labels must be among the labels"),
+    ("token_classification", lambda: E["token_classification"](_tagger(), "the cat")(
+        ignored_positions=[50]), ValueError, r"ignored_positions must be in 0\.\.3"),
+    ("token_classification", lambda: E["token_classification"](_tagger(), "the cat")(
+        n_steps=0), ValueError, r"n_steps must be in 1\.\.10000"),
+    ("zero_shot", lambda: E["zero_shot"](_classifier(), "the cat", labels=["a"]), ValueError,
+     "model must be an NLI classifier with an entailment label"),
+    ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=None), ValueError,
+     "labels must be a non-empty list"),
+    ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=["a"],
+     hypothesis_template="x"), ValueError, "hypothesis_template must contain {}"),
+    ("zero_shot", lambda: E["zero_shot"](_nli(), "cat " * 70, labels=["a"]), ValueError,
+     "longer than the model's context"),
+    ("similarity", lambda: E["similarity"]("tiny-gpt2", "a", "b"), ValueError,
+     "model must be one of the kinds encoder"),
+    ("similarity", lambda: E["similarity"]("tiny-bert", "a", None), TypeError,
+     "text_b is missing"),
+    ("similarity", lambda: E["similarity"]("tiny-bert", "a", "cat " * 70), ValueError,
+     "longer than the model's context"),
+    ("similarity", lambda: E["similarity"]("tiny-bert", "a", "b")(output="logit"), TypeError,
+     "output is not an option of similarity"),
+    ("attributions", lambda: E["attributions"](_multi_label(), "the cat")(foil="positive"),
+     ValueError, "foil needs a target for a multi-label classifier"),
     # checks that came late, differed or came from deep inside (issue 12.6): one row each
     ("tokens", lambda: E["tokens"]("tiny-gpt2")("abc \ud800 def"), ValueError,
      "text must be valid Unicode; character 4 is a lone surrogate"),

@@ -27,14 +27,22 @@ leave them in place.
 
 The package: :mod:`.explainer` (the explainer), :mod:`.explained` (what is explained, ``f``),
 :mod:`.methods` (the methods table), :mod:`.results` (the result classes) and
-:mod:`.faithfulness` (deletion and insertion curves, ERASER's bins).
+:mod:`.faithfulness` (deletion and insertion curves, ERASER's bins), :mod:`.continuation`
+(whole outputs) and :mod:`.task_models` (question answering, token classification,
+zero-shot classification, sentence similarity).
 """
 
 from .explained import BASELINES, OUTPUTS, Explained, ExplainedOutput
 from .explainer import CALL_OPTIONS, AttributionsExplainer
 from .faithfulness import CONVENTIONS, ERASER_BINS, eraser_bins
 from .methods import METHODS, Method, MethodNotApplicableError, Question, check_method, token_scores
-from .results import AttributionResult, ComparisonResult, FaithfulnessResult
+from .results import AttributionResult, ComparisonResult, FaithfulnessResult, RowsResult
+from .task_models import (
+    QuestionAnsweringExplainer,
+    SimilarityExplainer,
+    TokenClassificationExplainer,
+    ZeroShotExplainer,
+)
 
 __all__ = [
     "BASELINES",
@@ -52,6 +60,11 @@ __all__ = [
     "Method",
     "MethodNotApplicableError",
     "Question",
+    "QuestionAnsweringExplainer",
+    "RowsResult",
+    "SimilarityExplainer",
+    "TokenClassificationExplainer",
+    "ZeroShotExplainer",
     "check_method",
     "eraser_bins",
     "token_scores",

@@ -20,6 +20,7 @@ from ..render import progress
 from ..tasks import (
     Sequence,
     logits_of_embeddings,
+    multi_label,
     question_text,
     read_position,
     read_position_in,
@@ -46,6 +47,7 @@ class ExplainedOutput(nn.Module):
         extra,
         foil: int | None = None,
         n_encoder: int = 0,
+        head: str = "logits",
     ):
         super().__init__()
         self.lm = lm
@@ -56,6 +58,8 @@ class ExplainedOutput(nn.Module):
         self.output = output
         self.extra = extra  # token_type_ids for BERT-style pairs, (1, tokens)
         self.n_encoder = n_encoder  # seq2seq: the first n_encoder tokens are the encoder's
+        self.head = head  # which of the model's outputs (question answering: start or end)
+        self.sigmoid = multi_label(lm)  # independent labels: a sigmoid each, not a softmax
         # Project only the read position onto the vocabulary where the model allows it (as
         # generate() does): the unembedding of every other position is a fifth of a small
         # model's forward and backward pass, thrown away.
@@ -67,14 +71,15 @@ class ExplainedOutput(nn.Module):
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The model's logits where the answer is read: (batch, vocabulary or classes)."""
-        logits = logits_of_embeddings(self.lm, embeddings, self.extra, self.keep, self.n_encoder)
+        logits = logits_of_embeddings(
+            self.lm, embeddings, self.extra, self.keep, self.n_encoder, self.head
+        )
         if self.read_at is None:
             return logits
         return logits[:, 0] if self.keep is not None else logits[:, self.read_at]
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(embeddings)
-        scores = logits if self.output == "logit" else logits.softmax(-1)
+        scores = outputs_of(self.logits(embeddings), self.output, self.sigmoid)
         value = scores[:, self.target]
         if self.foil is not None:
             value = value - scores[:, self.foil]
@@ -128,10 +133,20 @@ def attribute(spec, question, settings: dict, desc: str):
         return attribution, delta, time.perf_counter() - start
 
 
-def read(logits: torch.Tensor, index: int, output: str, foil: int | None = None) -> float:
-    """The explained output from one row of logits: the logit or the softmax probability
-    (minus the foil's, for a contrastive question)."""
-    scores = logits if output == "logit" else logits.softmax(-1)
+def outputs_of(logits: torch.Tensor, output: str, sigmoid: bool = False) -> torch.Tensor:
+    """The logits, or the probabilities: a softmax over the last axis, or with ``sigmoid``
+    (a multi-label classifier's independent labels) a sigmoid each."""
+    if output == "logit":
+        return logits
+    return logits.sigmoid() if sigmoid else logits.softmax(-1)
+
+
+def read(
+    logits: torch.Tensor, index: int, output: str, foil: int | None = None, sigmoid=False
+) -> float:
+    """The explained output from one row of logits: the logit or the probability (minus
+    the foil's, for a contrastive question)."""
+    scores = outputs_of(logits, output, sigmoid)
     return float(scores[index] - (scores[foil] if foil is not None else 0.0))
 
 
@@ -146,9 +161,9 @@ class Explained:
     >>> q.read_at, q.attributable.sum(), q.f(target=3, output="logit")(q.embeddings())
     """
 
-    def __init__(self, seq: Sequence):
+    def __init__(self, seq: Sequence, *, read_at: int | None | str = "default", head="logits"):
         lm = seq.lm
-        self.lm, self.sequence = lm, seq
+        self.lm, self.sequence, self.head = lm, seq, head
         self.ids, self.n_encoder = seq.sources, seq.n_encoder
         self.tokens = token_texts(lm.tokenizer, self.ids)
         self.extra = (
@@ -156,8 +171,10 @@ class Explained:
             if seq.token_type_ids is not None
             else {}
         )
-        read_at = read_position(seq)  # in the decoder's tokens, for a seq2seq model
-        self.read_at = None if read_at is None else self.n_encoder + read_at
+        if read_at == "default":  # the task's: in the decoder's tokens, for a seq2seq model
+            read_at = read_position(seq)
+            read_at = None if read_at is None else self.n_encoder + read_at
+        self.read_at = read_at
         kept = special_flags(lm.tokenizer, self.ids)
         if self.read_at is not None and lm.task.explains == "mask":
             kept[self.read_at] = True  # the [MASK] is the question, not evidence
@@ -174,7 +191,7 @@ class Explained:
     @property
     def question(self) -> str:
         """What is explained, in words."""
-        return question_text(self.sequence, self.read_at)
+        return question_text(self.sequence, self.read_at, self.head)
 
     def f(self, target: int, output: str, foil: int | None = None) -> ExplainedOutput:
         """``f`` for a target index and an output (``probability`` or ``logit``); with a
@@ -185,12 +202,12 @@ class Explained:
         """``f`` of a text whose first ``n_encoder`` tokens are the encoder's, read at
         ``read_at`` (counted in all its tokens)."""
         at = None if read_at is None else read_at - n_encoder
-        return ExplainedOutput(self.lm, at, target, output, extra, foil, n_encoder)
+        return ExplainedOutput(self.lm, at, target, output, extra, foil, n_encoder, self.head)
 
     def extended(self, ids: list[int]) -> Explained:
         """The question on the text followed by the tokens ``ids`` (for a seq2seq model:
         the decoder's tokens followed by them)."""
-        return Explained(self.sequence.with_ids(self.sequence.ids + list(ids)))
+        return Explained(self.sequence.with_ids(self.sequence.ids + list(ids)), head=self.head)
 
     # ----------------------------------------------------------------- inputs
 

@@ -11,7 +11,7 @@ from ..checks import check_choice, check_int, check_seed
 from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
-from ..tasks import shares_input_embeddings
+from ..tasks import multi_label, shares_input_embeddings
 from .continuation import explain_continuation, foil_ids, target_ids
 from .explained import OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
@@ -23,7 +23,7 @@ from .methods import (
     per_token_mask,
     token_scores,
 )
-from .results import AttributionResult, ComparisonResult, ContinuationResult
+from .results import AttributionResult, ComparisonResult, ContinuationResult, RowsResult
 
 REFUSE_ABOVE = 0.9
 """A pass whose estimated memory exceeds this share of the free memory is refused."""
@@ -79,6 +79,12 @@ class AttributionsExplainer(Explainer):
         return self.explained.attributable
 
     def check_model(self, lm) -> None:
+        task_explainers = {"span": "question_answering", "label": "token_classification"}
+        if lm.task.explains in task_explainers:
+            raise ValueError(
+                f"{lm.name} is a {lm.kind} model: explain it with "
+                f"lm_layers_explainer[{task_explainers[lm.task.explains]!r}]"
+            )
         if lm.task.explains is None:
             raise ValueError(
                 f"model must be a causal LM, a seq2seq LM, a masked LM or a sequence "
@@ -176,7 +182,9 @@ class AttributionsExplainer(Explainer):
                 ``feature_ablation``, ``lime``, ``kernel_shap``, ``shapley_value_sampling``;
                 those this model cannot run (see ``methods``) raise
                 :class:`~lm_layers_explainer.attributions.methods.MethodNotApplicableError`.
-            target: what is explained; None (default) for the model's top prediction. For an
+            target: what is explained; None (default) for the model's top prediction (for a
+                multi-label classifier: every label whose probability is at least 0.5, one
+                row each, a :class:`~lm_layers_explainer.attributions.results.RowsResult`). For an
                 LM a token text that is exactly one token, or a token id (0 .. vocabulary
                 size - 1); for a classifier a class label, or a class index. For a causal or
                 seq2seq LM a text of several tokens is a continuation: each of its tokens
@@ -247,11 +255,39 @@ class AttributionsExplainer(Explainer):
             settings = self._settings(spec, **options, n_tokens=longest)
             return explain_continuation(self, spec, continuation, settings, foils)
         contrast = None if foil is None else self.resolve_target(foil, "foil")
+        every_label = target is None and multi_label(self.lm)  # independent labels
+        if every_label and contrast is not None:
+            raise ValueError(
+                "foil needs a target for a multi-label classifier (target=None explains "
+                "every label above the threshold)"
+            )
         if target is None:  # the top prediction: the same forward pass as f(x')
             self.explained.compute_logits(settings["baseline"])
+            if every_label:
+                return self._labels_above(spec, settings)
         index, text = self.resolve_target(target)
         _check_contrast(contrast, index, text)
         return self._run(spec, index, text, settings, contrast=contrast)
+
+    def _labels_above(self, spec, settings: dict, threshold: float = 0.5) -> RowsResult:
+        """A multi-label classifier's every label whose probability (a sigmoid each) is at
+        least ``threshold``, one row each."""
+        labels = self.labels()
+        probabilities = self.explained.logits().float().sigmoid().tolist()
+        rows = {
+            label: self._run(spec, i, label, settings)
+            for i, (label, p) in enumerate(zip(labels, probabilities, strict=True))
+            if p >= threshold
+        }
+        return RowsResult(
+            task="multi-label classification",
+            model_name=self.lm.name,
+            rows=rows,
+            details={
+                "threshold": threshold,
+                "probabilities": dict(zip(labels, probabilities, strict=True)),
+            },
+        )
 
     def compare(self, methods=None, target=None, *, faithfulness=True, foil=None, **options):
         """Run several methods (default: all) on the same target (one token, or a class),
@@ -410,14 +446,19 @@ class AttributionsExplainer(Explainer):
         # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
         # explainer and baseline kind); deeplift_shap's x' are its random baselines.
         explained.compute_logits(settings["baseline"])
-        output = read(explained.logits(), index, settings["output"], foil)
+        sigmoid = multi_label(lm)
+        output = read(explained.logits(), index, settings["output"], foil, sigmoid)
         if spec.random_baselines:  # x' is a sample: f(x') is its mean
             with torch.no_grad():
                 references = question.baseline_sampler(settings["n_samples"])
                 baseline_output = float(f(references).mean())
         else:
             baseline_output = read(
-                explained.baseline_logits(settings["baseline"]), index, settings["output"], foil
+                explained.baseline_logits(settings["baseline"]),
+                index,
+                settings["output"],
+                foil,
+                sigmoid,
             )
         return AttributionResult(
             method=spec.name,

@@ -65,8 +65,10 @@ class AttributionResult(Result):
     """Contrastive: the token (or class) whose output is subtracted from the target's."""
     foil_text: str | None = None
     n_encoder: int = 0
-    """Seq2seq models: the first ``n_encoder`` tokens are the encoder's, the rest the
-    decoder's (0 for other models)."""
+    """Two blocks of tokens: the first ``n_encoder`` tokens are the first block's (a seq2seq
+    model's encoder's, the first text's of a similarity), the rest the second's; 0 for
+    one block."""
+    block_names: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
 
     def __repr__(self) -> str:
         top = self.top(3)
@@ -102,7 +104,7 @@ class AttributionResult(Result):
             }
         )
         if self.n_encoder:
-            frame.insert(1, "block", _blocks(self.n_encoder, len(self.tokens)))
+            frame.insert(1, "block", _blocks(self.n_encoder, len(self.tokens), self.block_names))
         return frame
 
     def explains(self) -> str:
@@ -133,7 +135,9 @@ class AttributionResult(Result):
                 f'white-space:pre">{escape(visible(token))}</span>'
                 f'<span style="display:block;font-size:12px;color:#444">{score:.3g}</span></span>'
             )
-        shown = _in_blocks(chips, self.n_encoder) if self.n_encoder else "".join(chips)
+        shown = "".join(chips)
+        if self.n_encoder:
+            shown = _in_blocks(chips, self.n_encoder, self.block_names)
         return (
             f'<div class="lmle-attributions"><div style="margin-bottom:4px">'
             f"{escape(self.title())}</div>{shown}<div><small>"
@@ -155,7 +159,7 @@ class AttributionResult(Result):
         axes.axhline(0, color="#555555", linewidth=0.5)
         if self.n_encoder:  # seq2seq: the encoder's tokens, then the decoder's
             axes.axvline(self.n_encoder - 0.5, color="#333333", linewidth=1.5)
-            for x, block in ((0, "encoder"), (self.n_encoder, "decoder")):
+            for x, block in zip((0, self.n_encoder), self.block_names, strict=True):
                 axes.annotate(block, (x - 0.4, 1.0), xycoords=("data", "axes fraction"),
                               va="bottom", fontsize=8, style="italic")  # fmt: skip
         axes.set_xticks(range(n), [visible(t) for t in self.tokens], rotation=45, ha="right")
@@ -579,20 +583,21 @@ class ContinuationResult(Result):
         )
 
 
-def _blocks(n_encoder: int, n: int) -> list[str]:
-    """Which block each of ``n`` tokens is in, the encoder's ``n_encoder`` first."""
-    return ["encoder"] * n_encoder + ["decoder"] * (n - n_encoder)
+def _blocks(n_first: int, n: int, names=("encoder", "decoder")) -> list[str]:
+    """Which block each of ``n`` tokens is in, the first block's ``n_first`` first."""
+    return [names[0]] * n_first + [names[1]] * (n - n_first)
 
 
-def _in_blocks(chips: list[str], n_encoder: int) -> str:
-    """Token chips as one line, or for a seq2seq model as two labelled lines: the
-    encoder's tokens, then the decoder's."""
-    if not n_encoder:
+def _in_blocks(chips: list[str], n_first: int, names=("encoder", "decoder")) -> str:
+    """Token chips as one line, or as two labelled lines (a seq2seq model's encoder's
+    tokens, then the decoder's; a similarity's two texts)."""
+    if not n_first:
         return f"<div>{''.join(chips)}</div>"
     label = '<span style="display:inline-block;width:5em;font-style:italic">{}</span>'
+    parts = (chips[:n_first], chips[n_first:])
     return "".join(
-        f"<div>{label.format(block)}{''.join(part)}</div>"
-        for block, part in (("encoder", chips[:n_encoder]), ("decoder", chips[n_encoder:]))
+        f"<div>{label.format(escape(block))}{''.join(part)}</div>"
+        for block, part in zip(names, parts, strict=True)
     )
 
 
@@ -727,3 +732,108 @@ def _faithfulness(
         convention=convention,
         baseline=baseline,
     )
+
+
+@dataclass
+class RowsResult(Result):
+    """Several questions about one input, one :class:`AttributionResult` per row: the
+    answer's start and end, each labelled token, each candidate label. ``rows`` maps a row's
+    label to its result; ``task`` says what the rows are; ``details`` holds what the task
+    reports besides (the answer, the label scores).
+
+    >>> r = lm_layers_explainer["question_answering"](qa, question, context)()
+    >>> list(r.rows), r.details["answer"]
+    (['start', 'end'], 'Paris')
+    """
+
+    task: str
+    model_name: str
+    rows: dict[str, AttributionResult]
+    details: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"RowsResult({self.task}, rows {list(self.rows)})"
+
+    def to_frame(self):
+        """Long format: ``row, position, token, attribution, normalized, output`` (the
+        row's f(x))."""
+        import pandas as pd
+
+        frames = []
+        for label, result in self.rows.items():
+            frame = result.to_frame()
+            frame.insert(0, "row", label)
+            frame["output"] = result.output
+            frames.append(frame)
+        columns = ["row", "position", "token", "token_id", "attribution", "normalized", "output"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    def _shared_tokens(self) -> list[str] | None:
+        """The tokens, where every row has the same."""
+        tokens = [r.tokens for r in self.rows.values()]
+        return tokens[0] if tokens and all(t == tokens[0] for t in tokens) else None
+
+    def _grid(self) -> tuple:
+        tokens = self._shared_tokens()
+        if tokens is None:
+            raise ValueError(
+                f"the rows of this {self.task} result read different tokens (one input each); "
+                "see each row's own view: result.rows[label]"
+            )
+        rows = self.rows.values()
+        return (
+            f"{self.task} on {self.model_name}: each row's attribution, normalized on its own "
+            "(red raises the row's output, blue lowers it)",
+            [visible(t) for t in tokens],
+            [f"{label} ({r.output_kind} {r.output:.2f})" for label, r in self.rows.items()],
+            [[f"{v:+.2f}" for v in r.normalized] for r in rows],
+            [((r.normalized + 1) / 2).tolist() for r in rows],
+        )
+
+    def to_html(self) -> str:
+        """Each row's tokens coloured by its scores, one block per row (its title says what
+        it explains); :meth:`matrix` shows the rows as one grid where they share tokens."""
+        shown = "".join(
+            f'<div style="margin:6px 0"><b>{escape(label)}</b>{result.to_html()}</div>'
+            for label, result in self.rows.items()
+        )
+        summary = "; ".join(f"{k}: {_shown(v)}" for k, v in self.details.items())
+        if not self.rows:
+            shown = "<div>No row to explain.</div>"
+        return (
+            f'<div class="lmle-rows"><div>{escape(self.task)} on {escape(self.model_name)}'
+            f"{': ' + escape(summary) if summary else ''}</div>{shown}</div>"
+        )
+
+    def matrix(self):
+        """The rows as one grid (rows x tokens), where every row reads the same tokens."""
+        from IPython.display import HTML
+
+        return HTML(html_grid(*self._grid(), cmap="RdBu_r"))
+
+    def figure(self):
+        if self._shared_tokens() is not None and self.rows:
+            return grid_figure(*self._grid(), cmap="RdBu_r", row_axis="row")
+        import matplotlib.pyplot as plt
+
+        n = max(len(self.rows), 1)
+        width = max(5.0, 0.5 * max((len(r.tokens) for r in self.rows.values()), default=8))
+        figure, axes = plt.subplots(n, 1, figsize=(width, 2.2 * n), squeeze=False)
+        for axis, (label, result) in zip(axes[:, 0], self.rows.items(), strict=False):
+            colors = [_diverging(v)[0] for v in result.normalized]
+            axis.bar(range(len(result.tokens)), result.scores, color=colors)
+            axis.set_xticks(range(len(result.tokens)), [visible(t) for t in result.tokens],
+                            rotation=45, ha="right", fontsize=7)  # fmt: skip
+            axis.set_title(f"{label}: {result.explains()} = {result.output:.3g}", fontsize=8)
+        figure.suptitle(f"{self.task} on {self.model_name}", fontsize=9)
+        figure.tight_layout()
+        return figure
+
+
+def _shown(value) -> str:
+    """A detail's value in a caption: numbers to 3 digits, dicts as key=value."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -277,10 +277,10 @@ def read_position(seq: Sequence) -> int | None:
     output belongs to the whole text; a question-answering model's start and end, over
     every position; a token classifier's, until a token is chosen)."""
     lm = seq.lm
-    if lm.task.explains in ("class", "span", "label"):
-        return None
     if lm.task.explains == "next_token":
         return len(seq.ids) - 1
+    if lm.task.explains != "mask":
+        return None
     mask_id = lm.tokenizer.mask_token_id
     if mask_id is None:
         raise ValueError(f"{lm.name} has no mask token, so a masked-LM question needs one")

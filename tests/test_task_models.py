@@ -190,6 +190,22 @@ def test_zero_shot_label_scores_are_the_pipelines_and_rows_explain_each_entailme
     assert result.rows["finance"].output == pytest.approx(float(p.detach()), rel=1e-5)
 
 
+def test_zero_shot_with_a_sentence_encoder_explains_each_labels_cosine():
+    lm = load_model("tiny-bert", kind="encoder")
+    labels = ["sport", "cats"]
+    result = E["zero_shot"](lm, CONTEXT, labels=labels)(method="input_x_gradient")
+    for label in labels:
+        hypothesis = f"This example is {label}."
+        with torch.no_grad():
+            cosine = torch.cosine_similarity(_sentence(lm, CONTEXT), _sentence(lm, hypothesis))
+        assert result.details["label scores"][label] == pytest.approx(float(cosine), rel=1e-5)
+        same = E["similarity"](lm, CONTEXT, hypothesis)(method="input_x_gradient")
+        np.testing.assert_allclose(result.rows[label].scores, same.scores, atol=1e-7)
+        assert result.rows[label].output_kind == "cosine similarity"
+    with pytest.raises(TypeError, match="output is not an option with a sentence encoder"):
+        E["zero_shot"](lm, CONTEXT, labels=labels)(output="probability")
+
+
 @pytest.mark.parametrize(
     ("model", "options", "message"),
     [

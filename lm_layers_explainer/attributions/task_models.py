@@ -264,15 +264,19 @@ def entailment_index(lm) -> int | None:
 
 
 class ZeroShotExplainer(_TaskExplainer):
-    """Zero-shot classification with an NLI model: which tokens make the text entail each
-    candidate label.
+    """Zero-shot classification: which tokens tie the text to each candidate label (an NLI
+    model's entailment, or a sentence encoder's similarity).
 
     Each label becomes a hypothesis (``hypothesis_template`` with the label in place of
-    ``{}``), paired with the text as the NLI model's premise; a row explains the
-    probability of entailment of that pair, as transformers-interpret does.
+    ``{}``). With an NLI classifier, the text is the premise of each pair and a row
+    explains the probability of entailment of that pair, as transformers-interpret does.
+    With a sentence encoder, a row explains the cosine similarity of the text's and the
+    hypothesis's mean-pooled embeddings (as the ``similarity`` explainer does), and the
+    label with the highest cosine wins.
 
     Args:
-        model: an NLI sequence classifier with an entailment label.
+        model: an NLI sequence classifier with an entailment label, or a sentence encoder
+            (a plain encoder such as all-MiniLM-L6-v2).
         text: the text to classify (the premise).
         labels: the candidate labels, at least one, each a non-empty text, no repeats.
         hypothesis_template: the hypothesis, ``{}`` standing for the label (default:
@@ -284,7 +288,7 @@ class ZeroShotExplainer(_TaskExplainer):
         >>> zero_shot().details["label scores"]
     """
 
-    accepts = ("classifier",)
+    accepts = ("classifier", "encoder")
 
     def __init__(
         self,
@@ -308,36 +312,58 @@ class ZeroShotExplainer(_TaskExplainer):
             )
         self.labels = labels
         self.hypotheses = [template.format(label) for label in labels]
-        self.pairs = [
-            encode(self.lm, self.text, h, names=("text", "hypothesis_template"))
-            for h in self.hypotheses
-        ]
+        self.entailment = entailment_index(self.lm)
+        names = ("text", "hypothesis_template")
+        if self.entailment is None:  # a sentence encoder: the text and each hypothesis
+            first = encode(self.lm, self.text, names=names)
+            self.pairs = [
+                PairExplained(first, encode(self.lm, h, names=names[::-1])) for h in self.hypotheses
+            ]
+        else:  # an NLI model: each (text, hypothesis) pair
+            self.pairs = [
+                Explained(encode(self.lm, self.text, h, names=names)) for h in self.hypotheses
+            ]
 
     def check_model(self, lm) -> None:
         super().check_model(lm)
-        if entailment_index(lm) is None:
+        if lm.task.explains is not None and entailment_index(lm) is None:
             raise ValueError(
-                f"model must be an NLI classifier with an entailment label for zero-shot "
-                f"classification; {lm.name}'s labels are {list(lm.config.label2id)}"
+                f"model must be an NLI classifier with an entailment label, or a sentence "
+                f"encoder, for zero-shot classification; {lm.name}'s labels are "
+                f"{list(lm.config.label2id)}"
             )
 
     def __call__(self, method: str = "integrated_gradients", **options) -> RowsResult:
         """One row per candidate label: the probability (or logit) of entailment of the
-        text and the label's hypothesis.
+        text and the label's hypothesis; for a sentence encoder, their cosine similarity.
+
+        Args:
+            method: an attributions method (see ``methods``).
+            options: those of ``attributions`` (``output``, ``baseline``, ``n_steps``,
+                ...); not ``output`` for a sentence encoder (the cosine is explained).
 
         Returns:
             RowsResult: a row per label; ``details["label scores"]``: the softmax over the
-            labels of their entailment logits (the pipeline's single-label scores).
+            labels of their entailment logits (the pipeline's single-label scores), or each
+            label's cosine.
         """
+        encoder = self.entailment is None
+        if encoder and "output" in options:
+            raise TypeError(
+                "output is not an option with a sentence encoder: the cosine is explained"
+            )
         longest = max(len(pair.ids) for pair in self.pairs)
+        options = {**options, "output": "logit"} if encoder else options
         spec, settings = self._method_and_settings(method, options, n_tokens=longest)
-        entail = entailment_index(self.lm)
+        index = 0 if encoder else self.entailment
         rows, logits = {}, []
-        for label, pair in zip(self.labels, self.pairs, strict=True):
-            explained = Explained(pair)
-            rows[label] = self._run(spec, entail, label, settings, explained)
-            logits.append(explained.logits()[entail])
-        scores = torch.stack(logits).float().softmax(0).tolist()
+        for label, explained in zip(self.labels, self.pairs, strict=True):
+            rows[label] = self._run(spec, index, label, settings, explained)
+            logits.append(explained.logits()[index])
+            if encoder:
+                _as_similarity(rows[label], ("text", "hypothesis"))
+        scores = torch.stack(logits).float()
+        scores = scores.tolist() if encoder else scores.softmax(0).tolist()
         return RowsResult(
             task="zero-shot classification",
             model_name=self.lm.name,
@@ -460,6 +486,11 @@ class SimilarityExplainer(_TaskExplainer):
             raise TypeError("output is not an option of similarity: the cosine is explained")
         spec, settings = self._method_and_settings(method, {**options, "output": "logit"})
         result = self._run(spec, 0, "the two texts", settings, self.explained)
-        result.output_kind = "cosine similarity"
-        result.block_names = ["text_a", "text_b"]
-        return result
+        return _as_similarity(result, ("text_a", "text_b"))
+
+
+def _as_similarity(result: AttributionResult, names) -> AttributionResult:
+    """A row that explains a cosine similarity says so, and names its two blocks."""
+    result.output_kind = "cosine similarity"
+    result.block_names = list(names)
+    return result

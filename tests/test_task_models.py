@@ -200,7 +200,7 @@ def test_zero_shot_with_a_sentence_encoder_explains_each_labels_cosine():
             cosine = torch.cosine_similarity(_sentence(lm, CONTEXT), _sentence(lm, hypothesis))
         assert result.details["label scores"][label] == pytest.approx(float(cosine), rel=1e-5)
         same = E["similarity"](lm, CONTEXT, hypothesis)(method="input_x_gradient")
-        np.testing.assert_allclose(result.rows[label].scores, same.scores, atol=1e-7)
+        np.testing.assert_allclose(result.rows[label].scores, same.rows["text_a"].scores, atol=1e-7)
         assert result.rows[label].output_kind == "cosine similarity"
     with pytest.raises(TypeError, match="output is not an option with a sentence encoder"):
         E["zero_shot"](lm, CONTEXT, labels=labels)(output="probability")
@@ -233,7 +233,9 @@ def _sentence(lm, text):
 def test_similarity_is_the_cosine_of_mean_pooled_embeddings_and_its_gradient():
     lm = load_model("tiny-bert", kind="encoder")
     a, b = "the cat sat", "a dog lay on the mat"
-    result = E["similarity"](lm, a, b)(method="input_x_gradient")
+    rows = E["similarity"](lm, a, b)(method="input_x_gradient")
+    assert list(rows.rows) == ["text_a", "text_b"]
+    result = rows.rows["text_a"]
     with torch.no_grad():
         cosine = torch.cosine_similarity(_sentence(lm, a), _sentence(lm, b))
     assert result.output == pytest.approx(float(cosine), rel=1e-5)
@@ -253,8 +255,28 @@ def test_similarity_is_the_cosine_of_mean_pooled_embeddings_and_its_gradient():
     with torch.no_grad():
         pooled = [lm.model(input_ids=torch.tensor([ids]))[0].mean(1) for ids in (short_a, short_b)]
     assert curve.deletion[1] == pytest.approx(float(torch.cosine_similarity(*pooled)), rel=1e-5)
-    html = result.to_html()
+    html = rows.to_html()
     assert "text_a" in html and "text_b" in html
+
+
+def test_each_similarity_row_attributes_one_text_with_the_other_held():
+    lm = load_model("tiny-bert", kind="encoder")
+    a, b = "the cat sat", "a dog lay on the mat"
+    rows = E["similarity"](lm, a, b)(method="integrated_gradients", n_steps=64).rows
+    n_a = len(lm.tokenizer(a)["input_ids"])
+    ids_b = torch.tensor([lm.tokenizer(b)["input_ids"]])
+    special = set(lm.tokenizer.all_special_ids)
+    for name, row in rows.items():
+        held = slice(n_a, None) if name == "text_a" else slice(0, n_a)
+        assert not row.scores[held].any()  # the held text's tokens stay in the baseline
+        assert row.scores.sum() == pytest.approx(row.output - row.baseline_output, abs=1e-3)
+    ids_a = [t if t in special else 0 for t in lm.tokenizer(a)["input_ids"]]
+    with torch.no_grad():  # text_a's baseline: its ordinary tokens' embeddings zeroed
+        x = lm.embeddings(torch.tensor([ids_a]))
+        x[0, [i for i, t in enumerate(ids_a) if t not in special]] = 0
+        empty_a = lm.model(inputs_embeds=x)[0].mean(1)
+        cosine = torch.cosine_similarity(empty_a, lm.model(input_ids=ids_b)[0].mean(1))
+    assert rows["text_a"].baseline_output == pytest.approx(float(cosine), rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -400,9 +400,11 @@ class SimilarityOutput(nn.Module):
 
 
 class PairExplained(Explained):
-    """The question of a sentence similarity: both texts' tokens, the first text's first."""
+    """The question of a sentence similarity: both texts' tokens, the first text's first;
+    ``side`` (0 or 1): the text whose tokens are attributed, the other one held as it is
+    (its tokens are kept in every baseline, like special tokens)."""
 
-    def __init__(self, first, second):
+    def __init__(self, first, second, side: int = 0):
         lm = first.lm
         self.lm, self.sequence, self.head = lm, first, "similarity"
         self.ids, self.n_encoder = list(first.ids) + list(second.ids), len(first.ids)
@@ -414,6 +416,10 @@ class PairExplained(Explained):
             or not self.attributable[self.n_encoder :].any()
         ):
             raise ValueError("text_a and text_b must each contain an ordinary token")
+        if side == 0:
+            self.attributable[self.n_encoder :] = False
+        else:
+            self.attributable[: self.n_encoder] = False
         self._logits, self._baseline_logits, self._deleted_outputs = None, {}, {}
 
     @property
@@ -466,10 +472,13 @@ class SimilarityExplainer(_TaskExplainer):
         names = ("text_a", "text_b")
         first = encode(self.lm, self.text, names=names)
         second = encode(self.lm, self.text_pair, names=(names[1], names[0]))
-        self.explained = PairExplained(first, second)
+        self.sides = [PairExplained(first, second, side) for side in (0, 1)]
+        self.explained = self.sides[0]
 
-    def __call__(self, method: str = "integrated_gradients", **options) -> AttributionResult:
-        """Attribute the cosine similarity to both texts' tokens.
+    def __call__(self, method: str = "integrated_gradients", **options) -> RowsResult:
+        """Attribute the cosine similarity to each text's tokens, the other text held as it
+        is: two rows. (Replacing both texts at once would compare with two empty texts,
+        whose embeddings are nearly the same: a baseline similarity near 1.)
 
         Args:
             method: an attributions method (see ``methods``).
@@ -478,15 +487,26 @@ class SimilarityExplainer(_TaskExplainer):
                 ``window``, ``seed``.
 
         Returns:
-            AttributionResult: ``scores`` over text_a's tokens, then text_b's (two blocks);
-            ``output`` the cosine, ``baseline_output`` the cosine with the texts' ordinary
-            tokens replaced by the baseline.
+            RowsResult: rows ``text_a`` and ``text_b``, each over both texts' tokens (two
+            blocks, the other text's grey); ``output`` the cosine, ``baseline_output`` the
+            cosine with the row's text's ordinary tokens replaced by the baseline.
         """
         if "output" in options:
             raise TypeError("output is not an option of similarity: the cosine is explained")
         spec, settings = self._method_and_settings(method, {**options, "output": "logit"})
-        result = self._run(spec, 0, "the two texts", settings, self.explained)
-        return _as_similarity(result, ("text_a", "text_b"))
+        rows = {
+            name: _as_similarity(
+                self._run(spec, 0, f"the two texts, {name} attributed", settings, side),
+                ("text_a", "text_b"),
+            )
+            for name, side in zip(("text_a", "text_b"), self.sides, strict=True)
+        }
+        return RowsResult(
+            task="sentence similarity",
+            model_name=self.lm.name,
+            rows=rows,
+            details={"cosine similarity": rows["text_a"].output},
+        )
 
 
 def _as_similarity(result: AttributionResult, names) -> AttributionResult:

@@ -110,6 +110,8 @@ class AttributionResult(Result):
     def explains(self) -> str:
         """What the scores explain, in words: ``probability of ' Paris'``, or for a
         contrast ``probability of ' London' minus probability of ' Manchester'``."""
+        if not self.target_text:  # one output that is not a token's or a class's
+            return self.output_kind
         shown = f"{self.output_kind} of {visible(self.target_text)!r}"
         if self.foil_text is not None:
             shown += f" minus {self.output_kind} of {visible(self.foil_text)!r}"

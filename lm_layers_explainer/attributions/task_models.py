@@ -424,7 +424,10 @@ class PairExplained(Explained):
 
     @property
     def question(self) -> str:
-        return "cosine similarity of the two texts' mean-pooled embeddings"
+        attributed = "text_a's" if self.attributable[: self.n_encoder].any() else "text_b's"
+        return (
+            f"similarity of the two texts' mean-pooled embeddings, {attributed} tokens attributed"
+        )
 
     def f(self, target: int = 0, output: str = "logit", foil=None) -> SimilarityOutput:
         return SimilarityOutput(self.lm, self.n_encoder)
@@ -496,7 +499,7 @@ class SimilarityExplainer(_TaskExplainer):
         spec, settings = self._method_and_settings(method, {**options, "output": "logit"})
         rows = {
             name: _as_similarity(
-                self._run(spec, 0, f"the two texts, {name} attributed", settings, side),
+                self._run(spec, 0, "", settings, side),
                 ("text_a", "text_b"),
             )
             for name, side in zip(("text_a", "text_b"), self.sides, strict=True)

@@ -90,6 +90,19 @@ class Family:
     feed_forward: tuple[str, ...] = ()
     query_key: QueryKey | None = None
     neuron_view: str | None = None
+    position_embeddings: tuple[str, ...] = ()
+    token_type_embeddings: tuple[str, ...] = ()
+
+    def find_embedding(self, base_model: nn.Module, kind: str) -> nn.Module | None:
+        """The module that embeds each token's ``position`` or ``token_type`` (paths in the
+        base model; this family's, else :data:`DEFAULT`'s), or None (rotary positions, no
+        token types)."""
+        paths = getattr(self, f"{kind}_embeddings") or getattr(DEFAULT, f"{kind}_embeddings")
+        for path in paths:
+            module = module_at(base_model, path)
+            if isinstance(module, nn.Embedding):
+                return module
+        return None
 
     def find_final_norm(self, stack: nn.Module) -> nn.Module | None:
         """The final norm of a block stack, or None (post-LayerNorm models have none)."""
@@ -234,6 +247,8 @@ DEFAULT = Family(
     # BERT-style masked LMs keep a whole prediction head (dense, activation, LayerNorm,
     # decoder) under `cls`; most others a single linear layer under `lm_head`.
     head=("cls", "lm_head"),
+    position_embeddings=("embeddings.position_embeddings", "wpe"),  # BERT-style, GPT-2
+    token_type_embeddings=("embeddings.token_type_embeddings",),  # BERT-style
     feed_forward=(
         "mlp.down_proj",  # Llama, Mistral, Qwen, Gemma, SmolLM
         "mlp.c_proj",  # GPT-2

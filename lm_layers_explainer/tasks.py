@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .checks import check_text
-from .families import config_value
+from .families import config_value, family_of
 
 if TYPE_CHECKING:  # models imports this module
     from .models import LoadedModel
@@ -431,6 +431,21 @@ def logits_of_embeddings(
         embeddings, length = embeddings[:, :n_encoder], n_encoder
     mask = torch.ones((batch, length), dtype=torch.long, device=embeddings.device)
     return getattr(lm.model(inputs_embeds=embeddings, attention_mask=mask, **options), head)
+
+
+def embedding_module(lm: LoadedModel, kind: str):
+    """The module that embeds each token's ``position`` or ``token_type``; a ValueError
+    where the model has none (rotary positions, no token types) or is an encoder-decoder."""
+    module = None
+    if not lm.task.encoder_decoder:
+        module = family_of(lm.config).find_embedding(lm.model.base_model, kind)
+    if module is None:
+        why = "an encoder-decoder" if lm.task.encoder_decoder else "rotary or no such embedding"
+        raise ValueError(
+            f"attributed={kind!r} needs a learned {kind} embedding in one stack; {lm.name} has "
+            f"none ({why}): use attributed='word'"
+        )
+    return module
 
 
 def multi_label(lm: LoadedModel) -> bool:

@@ -193,6 +193,10 @@ CASES = [
      "longer than the model's context"),
     ("similarity", lambda: E["similarity"]("tiny-bert", "a", "b")(output="logit"), TypeError,
      "output is not an option of similarity"),
+    ("attributions", lambda: E["attributions"]("tiny-bart", "a b")(attributed="position"),
+     ValueError, "needs a learned position embedding in one stack"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "a b")(attributed="words"),
+     ValueError, "attributed must be one of word, position, token_type"),
     ("attributions", lambda: E["attributions"](_multi_label(), "the cat")(foil="positive"),
      ValueError, "foil needs a target for a multi-label classifier"),
     # checks that came late, differed or came from deep inside (issue 12.6): one row each

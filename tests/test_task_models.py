@@ -321,3 +321,73 @@ def test_question_answering_and_token_models_point_plain_attributions_to_their_e
                        ("token_classifier", "token_classification")]:  # fmt: skip
         with pytest.raises(ValueError, match=f"lm_layers_explainer\\['{name}'\\]"):
             E["attributions"](load_model("tiny-bert", kind=kind), "a b")
+
+
+# --------------------------------------------------------------------------- attributed=
+
+
+@pytest.mark.parametrize("kind", ["position", "token_type"])
+def test_attributing_position_or_token_type_embeddings_replaces_that_modules_output(kind):
+    lm = load_model("tiny-bert", kind="classifier")
+    result = E["attributions"](lm, CONTEXT)(method="input_x_gradient", attributed=kind)
+    ids = torch.tensor([lm.tokenizer(CONTEXT)["input_ids"]])
+    module = getattr(lm.model.bert.embeddings, f"{kind}_embeddings")
+    with torch.no_grad():  # the module's own output on this text
+        if kind == "position":
+            value = module(torch.arange(ids.shape[1]))[None]
+        else:
+            value = module(torch.zeros_like(ids))
+    value = value.clone().requires_grad_(True)
+    handle = module.register_forward_hook(lambda *_: value)
+    try:
+        out = lm.model(input_ids=ids).logits[0].softmax(-1)[result.target]
+    finally:
+        handle.remove()
+    out.backward()
+    expected = (value * value.grad)[0].sum(-1).detach().numpy()
+    assert np.abs(expected).max() > 1e-6
+    np.testing.assert_allclose(result.scores, expected, atol=1e-7)
+    assert f"{kind} embeddings attributed" in result.title()
+    assert result.settings["attributed"] == kind
+    ig = E["attributions"](lm, CONTEXT)(method="integrated_gradients", attributed=kind)
+    assert ig.scores.sum() == pytest.approx(ig.output - ig.baseline_output, abs=1e-4)
+    with pytest.raises(ValueError, match="use convention='replacement'"):
+        ig.faithfulness()
+    assert ig.faithfulness("replacement").deletion[0] == pytest.approx(ig.output, rel=1e-5)
+
+
+def test_task_explainers_take_attributed_too():
+    qa = E["question_answering"](load_model("tiny-bert", kind="question_answering"),
+                                 QUESTION, CONTEXT)  # fmt: skip
+    word = qa(method="input_x_gradient", answer="on the mat")
+    position = qa(method="input_x_gradient", answer="on the mat", attributed="position")
+    assert not np.allclose(word.rows["start"].scores, position.rows["start"].scores)
+    assert position.rows["end"].output == pytest.approx(word.rows["end"].output)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: E["attributions"]("tiny-bart", "a b")(attributed="position"),
+         "needs a learned position embedding in one stack; tiny-bart has none"),
+        (lambda: E["attributions"]("tiny-gpt2", "a b")(attributed="token_type"),
+         "needs a learned token_type embedding"),
+        (lambda: E["attributions"]("tiny-gpt2", "a b")(attributed="pos"),
+         "attributed must be one of word, position, token_type"),
+        (lambda: E["attributions"]("tiny-gpt2", "a b")(attributed="position", baseline="pad"),
+         "takes the zero baseline only"),
+        (lambda: E["attributions"]("tiny-gpt2", "a b")(method="deeplift_shap",
+                                                       attributed="position"),
+         "deeplift_shap draws random tokens"),
+        (lambda: E["attributions"]("tiny-gpt2", "a b")(target=" the cat", attributed="position"),
+         "a continuation attributes word embeddings only"),
+        (lambda: E["similarity"]("tiny-bert", "a", "b")(attributed="position"),
+         "a similarity attributes word embeddings only"),
+    ],
+)  # fmt: skip
+def test_bad_attributed_questions_are_refused(build, message, monkeypatch):
+    from transformers import PreTrainedModel
+
+    monkeypatch.setattr(PreTrainedModel, "__call__", lambda *a, **k: pytest.fail("model ran"))
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -8,6 +8,7 @@ inputs ``f`` is compared with (baselines, texts with tokens deleted). Results ke
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -19,6 +20,8 @@ from ..models import LoadedModel
 from ..render import progress
 from ..tasks import (
     Sequence,
+    capture_outputs,
+    embedding_module,
     logits_of_embeddings,
     multi_label,
     question_text,
@@ -48,6 +51,7 @@ class ExplainedOutput(nn.Module):
         foil: int | None = None,
         n_encoder: int = 0,
         head: str = "logits",
+        replaces=None,
     ):
         super().__init__()
         self.lm = lm
@@ -60,6 +64,9 @@ class ExplainedOutput(nn.Module):
         self.n_encoder = n_encoder  # seq2seq: the first n_encoder tokens are the encoder's
         self.head = head  # which of the model's outputs (question answering: start or end)
         self.sigmoid = multi_label(lm)  # independent labels: a sigmoid each, not a softmax
+        # attributed="position" or "token_type": (that embedding module, the fixed word
+        # embeddings); f's input then replaces the module's output
+        self.replaces = replaces
         # Project only the read position onto the vocabulary where the model allows it (as
         # generate() does): the unembedding of every other position is a fifth of a small
         # model's forward and backward pass, thrown away.
@@ -71,9 +78,20 @@ class ExplainedOutput(nn.Module):
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The model's logits where the answer is read: (batch, vocabulary or classes)."""
-        logits = logits_of_embeddings(
-            self.lm, embeddings, self.extra, self.keep, self.n_encoder, self.head
-        )
+        if self.replaces is None:
+            logits = logits_of_embeddings(
+                self.lm, embeddings, self.extra, self.keep, self.n_encoder, self.head
+            )
+        else:  # the input is a position or token-type embedding; the words stay
+            module, words = self.replaces
+            handle = module.register_forward_hook(lambda *_: embeddings)
+            try:
+                logits = logits_of_embeddings(
+                    self.lm, words.expand(len(embeddings), -1, -1), self.extra, self.keep,
+                    self.n_encoder, self.head,
+                )  # fmt: skip
+            finally:
+                handle.remove()
         if self.read_at is None:
             return logits
         return logits[:, 0] if self.keep is not None else logits[:, self.read_at]
@@ -188,10 +206,33 @@ class Explained:
         self._baseline_logits: dict[str, torch.Tensor] = {}
         self._deleted_outputs: dict[tuple, float] = {}
 
+    attributed = "word"
+    """Which embeddings are attributed: the tokens' ``word`` embeddings (the input),
+    or their ``position`` or ``token_type`` embeddings (see :meth:`attributing`)."""
+    _replaced = None
+
+    def attributing(self, attributed: str) -> Explained:
+        """This question with ``attributed`` embeddings as the input of ``f`` (the word
+        embeddings stay as they are): a copy for ``position`` or ``token_type``, this
+        object for ``word``."""
+        if attributed == self.attributed:
+            return self
+        module = embedding_module(self.lm, attributed)
+        other = copy.copy(self)
+        other.attributed, other._baseline_logits, other._deleted_outputs = attributed, {}, {}
+        with torch.no_grad(), capture_outputs([module]) as captured:
+            self.f(0, "logit").logits(self.embeddings())
+        value = captured[0]
+        other._replaced = (module, self.embeddings(), value if value.dim() == 3 else value[None])
+        return other
+
     @property
     def question(self) -> str:
         """What is explained, in words."""
-        return question_text(self.sequence, self.read_at, self.head)
+        shown = question_text(self.sequence, self.read_at, self.head)
+        if self.attributed != "word":
+            shown += f" ({self.attributed} embeddings attributed)"
+        return shown
 
     def f(self, target: int, output: str, foil: int | None = None) -> ExplainedOutput:
         """``f`` for a target index and an output (``probability`` or ``logit``); with a
@@ -202,7 +243,10 @@ class Explained:
         """``f`` of a text whose first ``n_encoder`` tokens are the encoder's, read at
         ``read_at`` (counted in all its tokens)."""
         at = None if read_at is None else read_at - n_encoder
-        return ExplainedOutput(self.lm, at, target, output, extra, foil, n_encoder, self.head)
+        replaces = None if self._replaced is None else self._replaced[:2]
+        return ExplainedOutput(
+            self.lm, at, target, output, extra, foil, n_encoder, self.head, replaces
+        )
 
     def extended(self, ids: list[int]) -> Explained:
         """The question on the text followed by the tokens ``ids`` (for a seq2seq model:
@@ -212,7 +256,9 @@ class Explained:
     # ----------------------------------------------------------------- inputs
 
     def embeddings(self) -> torch.Tensor:
-        """The text's input embeddings (1, tokens, features)."""
+        """The text's input embeddings (1, tokens, features): the attributed ones."""
+        if self._replaced is not None:
+            return self._replaced[2]
         ids = torch.tensor([self.ids], device=self.lm.device)
         with torch.no_grad():
             return self.lm.embeddings(ids).detach()
@@ -283,6 +329,11 @@ class Explained:
         nothing is left, f is read after the tokenizer's BOS token (else its EOS token).
         """
         key = (tuple(kept), target, output, foil)
+        if self.attributed != "word":
+            raise ValueError(
+                f"deletion removes whole tokens, not their {self.attributed} embeddings; use "
+                "convention='replacement'"
+            )
         if key not in self._deleted_outputs:
             lm = self.lm
             encoder = [self.ids[i] for i in kept if i < self.n_encoder]
@@ -338,6 +389,7 @@ class Explained:
 
 OUTPUTS = ("probability", "logit")
 BASELINES = ("zero", "pad", "mask")
+ATTRIBUTED = ("word", "position", "token_type")
 
 
 def check_baseline(lm: LoadedModel, baseline) -> str:

@@ -11,9 +11,9 @@ from ..checks import check_choice, check_int, check_seed
 from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
-from ..tasks import multi_label, shares_input_embeddings
+from ..tasks import embedding_module, multi_label, shares_input_embeddings
 from .continuation import explain_continuation, foil_ids, target_ids
-from .explained import OUTPUTS, Explained, attribute, check_baseline, read
+from .explained import ATTRIBUTED, OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
 from .methods import (
     METHODS,
@@ -170,6 +170,7 @@ class AttributionsExplainer(Explainer):
         n_samples: int | None = None,
         window: int = 1,
         seed: int = 0,
+        attributed: str = "word",
         generate: int | None = None,
         foil=None,
     ) -> AttributionResult | ContinuationResult:
@@ -203,6 +204,12 @@ class AttributionsExplainer(Explainer):
                 least 2), up to 100,000; None (default) for each method's default.
             window: tokens per occlusion window (default 1), 1 .. the number of tokens.
             seed: for every random choice (default 0), 0 .. ``2**32 - 1``.
+            attributed: which embeddings are attributed: the tokens' ``"word"`` embeddings
+                (default), or their ``"position"`` or ``"token_type"`` embeddings (models
+                with learned ones, such as BERT; the word embeddings then stay as they are),
+                as transformers-interpret allows. Not ``"word"``: the zero baseline only,
+                no deeplift_shap, one token only (no continuation), faithfulness by
+                replacement.
             generate: causal and seq2seq LMs only: the model writes this many tokens (1 ..
                 its context left) after the text (a seq2seq model's decoder: after its start
                 token), greedily, and each is explained as a continuation; None (default)
@@ -237,6 +244,7 @@ class AttributionsExplainer(Explainer):
             "n_samples": n_samples,
             "window": window,
             "seed": seed,
+            "attributed": attributed,
         }
         settings = self._settings(spec, **options)
         reason = spec.refuse(self.lm)
@@ -249,6 +257,11 @@ class AttributionsExplainer(Explainer):
                 "with generate)"
             )
         continuation = target_ids(self, target, generate)
+        if continuation is not None and attributed != "word":
+            raise ValueError(
+                f"attributed={attributed!r} explains one token; a continuation attributes "
+                "word embeddings only"
+            )
         if continuation is not None:  # the longest prefix sets the batch that fits
             foils = None if foil is None else foil_ids(self, foil, continuation)
             longest = len(self.ids) + len(continuation) - 1
@@ -351,6 +364,7 @@ class AttributionsExplainer(Explainer):
         n_samples,
         window,
         seed,
+        attributed="word",
         n_tokens: int | None = None,
     ) -> dict:
         """Check every option before any model work (defaults: those of ``__call__``);
@@ -365,6 +379,19 @@ class AttributionsExplainer(Explainer):
         n_samples = n_samples if n_samples is not None else spec.default_samples
         window = check_int(window, "window", 1, len(self.ids))
         seed = check_seed(seed)
+        check_choice(attributed, "attributed", ATTRIBUTED)
+        if attributed != "word":
+            embedding_module(self.lm, attributed)  # the model has one
+            if baseline != "zero":
+                raise ValueError(
+                    f"attributed={attributed!r} takes the zero baseline only (no token stands "
+                    f"for a missing {attributed}); got baseline={baseline!r}"
+                )
+            if spec.random_baselines:
+                raise ValueError(
+                    f"{spec.name} draws random tokens as baselines, so it attributes word "
+                    f"embeddings only; got attributed={attributed!r}"
+                )
         batch, memory = self._batch(spec, internal_batch_size, n_samples, n_tokens)
         return {
             "output": output,
@@ -374,6 +401,7 @@ class AttributionsExplainer(Explainer):
             "n_samples": n_samples,
             "window": window,
             "seed": seed,
+            "attributed": attributed,
             "memory": memory,
         }
 
@@ -423,7 +451,8 @@ class AttributionsExplainer(Explainer):
     ) -> AttributionResult:
         """One method on one question: this explainer's text, or ``explained`` (the text
         extended by part of a continuation); ``contrast``: the foil's (index, text)."""
-        lm, explained = self.lm, explained or self.explained
+        lm = self.lm
+        explained = (explained or self.explained).attributing(settings["attributed"])
         foil, foil_text = contrast or (None, None)
         x = explained.embeddings()
         f = explained.f(index, settings["output"], foil)

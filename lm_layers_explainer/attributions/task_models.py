@@ -435,6 +435,13 @@ class PairExplained(Explained):
     def extended(self, ids):
         raise ValueError("a similarity has no continuation")
 
+    def attributing(self, attributed: str) -> PairExplained:
+        if attributed != "word":
+            raise ValueError(
+                f"a similarity attributes word embeddings only; got attributed={attributed!r}"
+            )
+        return self
+
     def output_with(self, kept, target, output, foil=None) -> float:
         key = tuple(kept)
         if key not in self._deleted_outputs:

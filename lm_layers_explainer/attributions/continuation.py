@@ -29,7 +29,7 @@ from torch import nn
 from ..forward import check_generation, extend
 from ..render import progress
 from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep, token_texts
-from .explained import PassProgress, attribute
+from .explained import attribute, with_progress
 from .methods import Question, per_token_mask, token_scores
 from .results import ContinuationResult
 
@@ -312,8 +312,6 @@ def _shared_forward(spec, f, x, baseline, settings: dict, desc: str):
     """A :data:`SHARED_FORWARD` method on every target token of ``f``, with captum's class
     and options as a single-token run uses them: (attribution (targets, tokens, features),
     seconds)."""
-    import time
-
     import captum.attr
 
     n = len(f.targets)
@@ -326,22 +324,18 @@ def _shared_forward(spec, f, x, baseline, settings: dict, desc: str):
     copies, targets = x.expand(n, -1, -1).clone().requires_grad_(True), list(range(n))
     n_steps, batch = settings["n_steps"], settings["internal_batch_size"]
     passes = -(-n_steps // batch) if spec.name == "integrated_gradients" else 1
-    f.after_pass = PassProgress(passes, desc)
-    start = time.perf_counter()
-    try:
+
+    def work():
         if spec.name == "integrated_gradients":  # batch: integration steps per pass
-            attribution = method.attribute(
+            return method.attribute(
                 copies,
                 baselines=baseline.expand(n, -1, -1).clone(),
                 target=targets,
                 n_steps=n_steps,
                 internal_batch_size=batch * n,
             )
-        elif spec.name == "saliency":
-            attribution = method.attribute(copies, target=targets, abs=True)
-        else:
-            attribution = method.attribute(copies, target=targets)
-    finally:
-        f.after_pass.close()
-        f.after_pass = None
-    return attribution, time.perf_counter() - start
+        if spec.name == "saliency":
+            return method.attribute(copies, target=targets, abs=True)
+        return method.attribute(copies, target=targets)
+
+    return with_progress(f, passes, desc, settings["seed"], x.device, work)

@@ -132,23 +132,31 @@ class PassProgress:
 
 
 def attribute(spec, question, settings: dict, desc: str):
-    """Run ``spec`` on ``question``: a progress bar over its passes (``question.f`` ticks
-    it), every random choice seeded by ``settings["seed"]`` with the caller's random state
-    untouched, Ctrl-C between passes. Returns (attribution, delta, seconds)."""
-    x, f = question.x, question.f
-    batch = settings["internal_batch_size"]
-    f.after_pass = PassProgress(
-        spec.passes(x.shape[1], settings["n_steps"], batch, settings["n_samples"]), desc
+    """Run ``spec`` on ``question`` (see :func:`with_progress`). Returns (attribution,
+    delta, seconds)."""
+    x = question.x
+    passes = spec.passes(x.shape[1], settings["n_steps"], settings["internal_batch_size"],
+                         settings["n_samples"])  # fmt: skip
+    (attribution, delta), seconds = with_progress(
+        question.f, passes, desc, settings["seed"], x.device, lambda: spec.run(question)
     )
-    with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
-        torch.manual_seed(settings["seed"])
+    return attribution, delta, seconds
+
+
+def with_progress(f, passes: int, desc: str, seed: int, device, work):
+    """Call ``work()``: a progress bar over ``f``'s ``passes`` (``f`` ticks it), every random
+    choice seeded by ``seed`` with the caller's random state untouched, Ctrl-C between
+    passes. Returns (what ``work`` returns, seconds)."""
+    f.after_pass = PassProgress(passes, desc)
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
         start = time.perf_counter()
         try:
-            attribution, delta = spec.run(question)
+            result = work()
         finally:
             f.after_pass.close()
             f.after_pass = None
-        return attribution, delta, time.perf_counter() - start
+        return result, time.perf_counter() - start
 
 
 def outputs_of(logits: torch.Tensor, output: str, sigmoid: bool = False) -> torch.Tensor:
@@ -220,10 +228,11 @@ class Explained:
         module = embedding_module(self.lm, attributed)
         other = copy.copy(self)
         other.attributed, other._baseline_logits, other._deleted_outputs = attributed, {}, {}
+        words = self.embeddings()
         with torch.no_grad(), capture_outputs([module]) as captured:
-            self.f(0, "logit").logits(self.embeddings())
+            self.f(0, "logit").logits(words)
         value = captured[0]
-        other._replaced = (module, self.embeddings(), value if value.dim() == 3 else value[None])
+        other._replaced = (module, words, value if value.dim() == 3 else value[None])
         return other
 
     @property

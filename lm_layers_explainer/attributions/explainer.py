@@ -319,11 +319,7 @@ class AttributionsExplainer(Explainer):
                 f"faithfulness must be True, False or one of {', '.join(CONVENTIONS)}; "
                 f"got {faithfulness!r}"
             )
-        unknown = sorted(set(options) - set(CALL_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"compare() got unknown options {unknown}; valid: {', '.join(CALL_OPTIONS)}"
-            )
+        check_options(options, "compare()")
         names = list(METHODS) if methods is None else methods
         if isinstance(names, str) or not names:
             raise ValueError(
@@ -510,6 +506,13 @@ class AttributionsExplainer(Explainer):
             foil_text=foil_text,
             n_encoder=explained.n_encoder,
         )
+
+
+def check_options(options: dict, caller: str) -> None:
+    """Refuse options that a single call does not take (see :data:`CALL_OPTIONS`)."""
+    unknown = sorted(set(options) - set(CALL_OPTIONS))
+    if unknown:
+        raise TypeError(f"{caller} got unknown options {unknown}; valid: {', '.join(CALL_OPTIONS)}")
 
 
 def _check_contrast(contrast: tuple[int, str] | None, index: int, text: str) -> None:

@@ -23,8 +23,8 @@ from ..base import Explainer
 from ..checks import check_int, check_text
 from ..render import visible
 from ..tasks import encode, run, sentence_embeddings, special_flags, token_texts
-from .explained import Explained
-from .explainer import CALL_OPTIONS, AttributionsExplainer
+from .explained import Explained, read
+from .explainer import CALL_OPTIONS, AttributionsExplainer, check_options
 from .methods import MethodNotApplicableError, check_method
 from .results import AttributionResult, RowsResult
 
@@ -41,12 +41,7 @@ class _TaskExplainer(AttributionsExplainer):
 
     def _method_and_settings(self, method, options: dict, n_tokens: int | None = None):
         """(the method, its checked settings), or a clear error, before any model work."""
-        unknown = sorted(set(options) - set(CALL_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__}() got unknown options {unknown}; valid: "
-                f"{', '.join(CALL_OPTIONS)}"
-            )
+        check_options(options, f"{type(self).__name__}()")
         spec = check_method(method)
         settings = self._settings(spec, **{**CALL_OPTIONS, **options}, n_tokens=n_tokens)
         reason = spec.refuse(self.lm)
@@ -163,8 +158,7 @@ class QuestionAnsweringExplainer(_TaskExplainer):
 
 def _probability(result: AttributionResult) -> float:
     """A row's probability, whichever output it explains."""
-    logits = result.explained.logits()
-    return float(logits.softmax(-1)[result.target])
+    return read(result.explained.logits(), result.target, "probability")
 
 
 # --------------------------------------------------------------------------- token classification
@@ -184,9 +178,6 @@ class TokenClassificationExplainer(_TaskExplainer):
     """
 
     accepts = ("token_classifier",)
-
-    def labels(self) -> list[str]:
-        return [str(self.lm.config.id2label[i]) for i in range(len(self.lm.config.id2label))]
 
     def __call__(
         self,

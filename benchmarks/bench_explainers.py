@@ -300,6 +300,27 @@ class Pairwise(PairwiseSequenceClassificationExplainer):
 """
 
 
+# A ViT the size of ViT-Ti/16 (224 x 224 pixels, 16 x 16 patches, 12 layers, hidden 192),
+# seeded and untrained: the scores mean nothing; the work (50 steps at 197 tokens) is real.
+IMAGE_SETUP = """
+from captum.attr import IntegratedGradients, NoiseTunnel
+from sklearn.datasets import load_sample_image
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+torch.manual_seed(0)
+vit = ViTForImageClassification(ViTConfig(
+    image_size=224, patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
+    intermediate_size=768, num_labels=10, attn_implementation="eager")).eval()
+processor = ViTImageProcessorPil(size={{"height": 224, "width": 224}})
+vit_lm = load_model((vit, processor))
+image = load_sample_image("china.jpg")
+pixels = processor(image, return_tensors="pt")["pixel_values"]
+with torch.no_grad():
+    label = int(vit(pixel_values=pixels).logits[0].argmax())
+def label_logit(p):
+    return vit(pixel_values=p).logits[:, label]
+"""
+
+
 class Case(NamedTuple):
     """One row: ``ours`` and ``bare`` (and each of ``peers``, label -> (module, body)) are
     bodies indented into work(), after ``setup``; ``models``: None for both models."""
@@ -603,6 +624,41 @@ def f_last(x):
                 "transformers-interpret",
                 PAIRWISE_PEER,
                 """Pairwise(model, tokenizer)(text, second, n_steps=50, internal_batch_size=32)""",
+            ),
+        },
+    ),
+    Case(
+        "image_classification (integrated_gradients, 50 steps; ViT-Ti/16 size, random)",
+        {"all-MiniLM-L6-v2"},
+        IMAGE_SETUP,
+        "E['image_classification'](vit_lm, image)(output='logit', internal_batch_size=25)",
+        """IntegratedGradients(label_logit).attribute(
+    pixels.clone().requires_grad_(True), baselines=torch.zeros_like(pixels), n_steps=50,
+    internal_batch_size=25, return_convergence_delta=True)""",
+        {
+            "ImageClassificationExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import ImageClassificationExplainer",
+                """ImageClassificationExplainer(vit, processor, attribution_type="IG")(
+    image, n_steps=50, internal_batch_size=25)""",
+            ),
+        },
+    ),
+    Case(
+        "image_classification (noise tunnel: smoothgrad over IG, 10 samples x 5 steps; random)",
+        {"all-MiniLM-L6-v2"},
+        IMAGE_SETUP,
+        "E['image_classification'](vit_lm, image)(output='logit', noise_tunnel='smoothgrad', "
+        "nt_samples=10, n_steps=5, stdevs=1.0, internal_batch_size=25)",
+        """NoiseTunnel(IntegratedGradients(label_logit)).attribute(
+    pixels.clone().requires_grad_(True), baselines=torch.zeros_like(pixels), nt_samples=10,
+    nt_type="smoothgrad", stdevs=1.0, n_steps=5, internal_batch_size=25)""",
+        {
+            "ImageClassificationExplainer": (
+                "transformers-interpret",
+                "from transformers_interpret import ImageClassificationExplainer",
+                """ImageClassificationExplainer(vit, processor)(
+    image, n_steps_noise_tunnel=5, noise_tunnel_n_samples=10, internal_batch_size=25)""",
             ),
         },
     ),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .checks import check_text
 from .models import LoadedModel, load_model
-from .tasks import KINDS, Sequence, encode
+from .tasks import TEXT_KINDS, Sequence, encode
 
 
 class Explainer:
@@ -25,7 +25,7 @@ class Explainer:
     ``text_names`` are the names of the text parameters in messages.
     """
 
-    accepts: tuple[str, ...] = KINDS
+    accepts: tuple[str, ...] = TEXT_KINDS
     text_names: tuple[str, str] = ("text", "text_pair")
     needs_head: bool = False  # reads layers through the vocabulary head (the logit lens)
     entry_point: str = ""  # its name in the registry, for messages
@@ -33,9 +33,20 @@ class Explainer:
 
     def __init__(self, model, text: str | None = None, text_pair: str | None = None):
         self.lm: LoadedModel = load_model(model)
+        self.check_reads(self.lm)
         self.check_model(self.lm)
         self.text, self.text_pair = self._checked(text, text_pair)
         self._encoded: Sequence | None = None
+
+    def check_reads(self, lm: LoadedModel) -> None:
+        """Refuse a model that takes another kind of input than this explainer reads (an
+        image classifier given to a text explainer)."""
+        if lm.task.reads != "text" and lm.kind not in self.accepts:
+            raise ValueError(
+                f"model must read text for {type(self).__name__}; {lm.name} is an "
+                f"{lm.kind} (it takes pixel_values): explain it with "
+                "lm_layers_explainer['image_classification'](model, image)"
+            )
 
     def check_model(self, lm: LoadedModel) -> None:
         """Raise ValueError if this explainer cannot explain ``lm``."""

@@ -297,6 +297,27 @@ def _tiny_bert(kind, **options):
     return _finish(_seeded(lambda: model_class(config)), **options), tokenizer
 
 
+def _tiny_vit(kind, **options):
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    labels = ["cat", "dog", "bird"]
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        architectures=["ViTForImageClassification"],
+        attn_implementation="eager",
+    )
+    # The PIL image processor: the default ViTImageProcessor needs torchvision.
+    processor = ViTImageProcessorPil(size={"height": 32, "width": 32})
+    return _finish(_seeded(lambda: ViTForImageClassification(config)), **options), processor
+
+
 def _tiny_bart(kind, **options):
     from tokenizers import processors
     from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
@@ -383,6 +404,15 @@ _ENTRIES = [
         None,
         None,
         _tiny_bart,
+    ),
+    CatalogEntry(
+        "tiny-vit",
+        "image_classifier",
+        "random ViT image classifier (32x32 pixels, 8x8 patches, 2 layers, hidden 32; labels "
+        "cat, dog, bird), for tests",
+        None,
+        None,
+        _tiny_vit,
     ),
 ]
 _BY_NAME = {entry.name.lower(): entry for entry in _ENTRIES}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .tasks import auto_class, kind_from_config
+from .tasks import TASKS, auto_class, kind_from_config
 
 
 class ModelNotAvailableError(OSError):
@@ -37,7 +37,8 @@ def from_pretrained(
 ):
     """The real ``from_pretrained`` path for hub ids and local folders.
 
-    Returns ``(model, tokenizer)`` with eager attention, in eval mode. Extra keyword
+    Returns ``(model, tokenizer)`` with eager attention, in eval mode (for an image
+    classifier, ``(model, image_processor)``). Extra keyword
     arguments go to the model's ``from_pretrained`` (for example ``gguf_file``). Weights come
     from safetensors (or GGUF) unless ``allow_pickle=True``; remote code never runs.
     """
@@ -61,7 +62,13 @@ def from_pretrained(
     try:
         refuse_remote_code(path, spec, safe)
         config = _config(path, spec, safe)
-        tokenizer = AutoTokenizer.from_pretrained(path, **safe)
+        kind = kind or kind_from_config(config)
+        if TASKS[kind].reads == "pixels":
+            from transformers import AutoImageProcessor
+
+            tokenizer = AutoImageProcessor.from_pretrained(path, **safe)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path, **safe)
     except OSError as error:
         if is_folder:
             raise ModelNotAvailableError(
@@ -76,7 +83,7 @@ def from_pretrained(
         )
         raise ModelNotAvailableError(f"could not load {spec!r}: {why}.", hint=True) from error
 
-    model_class = auto_class(kind or kind_from_config(config))
+    model_class = auto_class(kind)
     load_kwargs = dict(kwargs, attn_implementation="eager", trust_remote_code=False)
     if not allow_pickle and "gguf_file" not in kwargs:
         load_kwargs["use_safetensors"] = True
@@ -133,6 +140,10 @@ def refuse_remote_code(path: str, spec: str, options: dict) -> None:
     tokenizer_config = get_tokenizer_config(path) or {}
     if tokenizer_config.get("auto_map"):
         found["tokenizer_config.json"] = tokenizer_config["auto_map"]
+    if any(a.endswith("ForImageClassification") for a in config.get("architectures") or []):
+        processor_config = _image_processor_config(path)
+        if processor_config.get("auto_map"):
+            found["preprocessor_config.json"] = processor_config["auto_map"]
     if found:
         named = "; ".join(f"{file}: {mapping}" for file, mapping in found.items())
         raise ValueError(
@@ -140,6 +151,16 @@ def refuse_remote_code(path: str, spec: str, options: dict) -> None:
             "run a checkpoint's code (trust_remote_code=False): use a checkpoint of an "
             "architecture that transformers itself provides"
         )
+
+
+def _image_processor_config(path: str) -> dict:
+    """An image model's preprocessor_config.json ({} where there is none)."""
+    from transformers.image_processing_base import ImageProcessingMixin
+
+    try:
+        return ImageProcessingMixin.get_image_processor_dict(path)[0] or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _only(kwargs: dict, *names: str) -> dict:

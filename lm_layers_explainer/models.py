@@ -37,11 +37,13 @@ class LoadedModel:
     models, whose encoder blocks are ``encoder_layers``); ``embeddings`` is the input token
     embedding; ``final_norm`` the norm applied after the last block (``None`` where the model
     has none, as in post-LayerNorm BERT); ``unembedding`` maps a final hidden state to
-    vocabulary logits (``None`` for encoders without a language-model head).
+    vocabulary logits (``None`` for encoders without a language-model head). An image
+    classifier's ``tokenizer`` is its image processor (``processor`` names it so) and its
+    ``embeddings`` the patch embedding.
     """
 
     model: nn.Module
-    tokenizer: Any
+    tokenizer: Any  # for an image classifier (kind "image_classifier"): its image processor
     kind: str
     name: str
     layers: nn.ModuleList
@@ -50,6 +52,12 @@ class LoadedModel:
     unembedding: nn.Module | None
     encoder_layers: nn.ModuleList | None = None
     source: str = field(default="", repr=False)
+
+    @property
+    def processor(self):
+        """What turns an input into the model's tensors: the tokenizer, or an image
+        classifier's image processor."""
+        return self.tokenizer
 
     @property
     def task(self) -> Task:
@@ -116,10 +124,13 @@ def load_model(
       loaded with ``from_pretrained``;
     - a ``(model, tokenizer)`` pair, or a :class:`LoadedModel` (returned as is).
 
-    ``kind`` (one of ``causal``, ``masked``, ``encoder``, ``seq2seq``, ``classifier``) picks
+    ``kind`` (one of :data:`KINDS`: ``causal``, ``masked``, ``encoder``, ``seq2seq``,
+    ``classifier``, ``question_answering``, ``token_classifier``, ``image_classifier``) picks
     the model class (``classifier``: a sequence classifier, ``...ForSequenceClassification``);
-    by default it is read from the model's config. ``device``, ``torch_dtype`` and
-    ``device_map`` are passed to transformers (``device_map`` needs accelerate).
+    by default it is read from the model's config. An image classifier loads with its image
+    processor in place of a tokenizer (a pair is ``(model, image_processor)``). ``device``,
+    ``torch_dtype`` and ``device_map`` are passed to transformers (``device_map`` needs
+    accelerate).
 
     Loading is safe by default: remote code in a checkpoint is never run, and weights are
     read only from safetensors files. Pickled ``.bin`` weights can run code when unpickled;
@@ -231,7 +242,10 @@ def _wrap_pair(pair: tuple, kind: str | None) -> LoadedModel:
     from transformers import PreTrainedModel
 
     if len(pair) != 2 or not isinstance(pair[0], nn.Module) or not callable(pair[1]):
-        raise TypeError("a model given as a tuple must be (model, tokenizer)")
+        raise TypeError(
+            "a model given as a tuple must be (model, tokenizer), or (model, image_processor) "
+            "for an image classifier"
+        )
     model, tokenizer = pair
     if not isinstance(model, PreTrainedModel):
         raise TypeError(
@@ -243,18 +257,21 @@ def _wrap_pair(pair: tuple, kind: str | None) -> LoadedModel:
     return _describe(model, tokenizer, kind or inferred, name=name, source="(model, tokenizer)")
 
 
-def _check_text_model(model, tokenizer, name: str) -> None:
-    """Refuse what the explainers cannot read: a model that does not take token ids (vision,
-    audio), or a tokenizer with ids beyond the model's embedding (not its tokenizer)."""
+def _check_inputs(model, processor, kind: str, name: str) -> None:
+    """Refuse what the explainers cannot read: a model that takes neither token ids nor an
+    image classifier's pixel values (audio, a vision backbone without a classifier), or a
+    tokenizer with ids beyond the model's embedding (not its tokenizer)."""
     takes = getattr(model, "main_input_name", "input_ids")
+    if takes == "pixel_values" and TASKS[kind].reads == "pixels":
+        return
     if takes != "input_ids":
         raise ValueError(
-            f"model must take token ids (input_ids); {name} ({type(model).__name__}) takes "
-            f"{takes!r}: the explainers read text models only"
+            f"model must take token ids (input_ids), or be an image classifier "
+            f"(...ForImageClassification); {name} ({type(model).__name__}) takes {takes!r}"
         )
     embedding = model.get_input_embeddings()
     rows = getattr(embedding, "num_embeddings", None)
-    tokens = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    tokens = len(processor) if hasattr(processor, "__len__") else None
     if rows is not None and tokens is not None and tokens > rows:
         raise ValueError(
             f"tokenizer does not belong to {name}: it has {tokens} tokens and the model's "
@@ -264,8 +281,8 @@ def _check_text_model(model, tokenizer, name: str) -> None:
 
 def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
     """Find the modules explainers need, and make attention eager and the model eval."""
-    _check_text_model(model, tokenizer, name)
     kind = kind or kind_of_model(model)
+    _check_inputs(model, tokenizer, kind, name)
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         # SDPA and flash attention return no attention weights: the views would be empty.
         model.set_attn_implementation("eager")

@@ -41,6 +41,7 @@ ENTRY_POINTS: dict[str, str] = {
     "token_classification": "lm_layers_explainer.attributions:TokenClassificationExplainer",
     "zero_shot": "lm_layers_explainer.attributions:ZeroShotExplainer",
     "similarity": "lm_layers_explainer.attributions:SimilarityExplainer",
+    "image_classification": "lm_layers_explainer.attributions:ImageClassificationExplainer",
 }
 """Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
 

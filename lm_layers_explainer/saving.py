@@ -30,7 +30,7 @@ from .render import FORMAT, NOT_SAVED, VERSION
 def result_classes() -> dict[str, type]:
     """Every result class by name: the kinds a file may name."""
     from . import activations, attention, predictions, rankings, tokens  # noqa: F401
-    from .attributions import results  # noqa: F401
+    from .attributions import images, results  # noqa: F401
     from .render import Result
 
     found, pending = {}, [Result]

@@ -51,6 +51,7 @@ class Task:
     heads: tuple[str, ...] = ("logits",)
     """The model outputs an explanation can read (``start_logits`` and ``end_logits`` for
     question answering)."""
+    reads: str = "text"
 
 
 TASKS: dict[str, Task] = {
@@ -71,12 +72,17 @@ TASKS: dict[str, Task] = {
              heads=("start_logits", "end_logits")),
         Task("token_classifier", "AutoModelForTokenClassification", reads_in_place=True,
              vocabulary_head=False, second_text="segment", explains="label"),
+        Task("image_classifier", "AutoModelForImageClassification", reads_in_place=True,
+             vocabulary_head=False, second_text="none", explains="class", reads="pixels"),
     ]
 }  # fmt: skip
 """Kind -> :class:`Task`."""
 
 KINDS = tuple(TASKS)
 """The kinds of transformer model the explainers know."""
+
+TEXT_KINDS = tuple(kind for kind, task in TASKS.items() if task.reads == "text")
+"""The kinds that read token ids: every explainer but the image explainer explains these."""
 
 
 def auto_class(kind: str):
@@ -115,6 +121,8 @@ def _kind_from_class_name(name: str, auto) -> str | None:
         return "question_answering"
     if name.endswith("ForTokenClassification"):
         return "token_classifier"
+    if name.endswith("ForImageClassification"):
+        return "image_classifier"
     return None
 
 

@@ -61,6 +61,9 @@ def every_explainer_result(text: str) -> dict:
             method="saliency"
         ),
         "similarity": explain["similarity"](bert, text, "a dog")(method="saliency"),
+        "image_classification": explain["image_classification"](
+            _labelled_vit([text, "dog", "bird"]), _picture()
+        )(method="saliency", target=text),
         "attributions_seq2seq": explain["attributions"]("tiny-bart", text)(
             method="input_x_gradient", target=" the"
         ),
@@ -68,6 +71,25 @@ def every_explainer_result(text: str) -> dict:
             method="feature_ablation", target=" " + text
         ),
     }
+
+
+def _picture():
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+def _labelled_vit(labels):
+    """tiny-vit with other label names (a hostile one, say)."""
+    import copy
+
+    from lm_layers_explainer import load_model
+
+    base = load_model("tiny-vit")
+    model = copy.deepcopy(base.model)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    return load_model((model, base.processor))
 
 
 def _nli_classifier():

@@ -14,7 +14,7 @@ from lm_layers_explainer.families import (
     register,
     unregister,
 )
-from lm_layers_explainer.tasks import KINDS, TASKS, encode, kind_from_config
+from lm_layers_explainer.tasks import KINDS, TASKS, TEXT_KINDS, encode, kind_from_config
 
 ROTARY = "transformers.models.gpt_neox.modeling_gpt_neox.apply_rotary_pos_emb"
 GPT_NEOX = Family(
@@ -129,16 +129,18 @@ def test_family_entries_are_checked():
 def test_the_task_table_covers_every_kind_once():
     assert KINDS == tuple(TASKS) == (
         "causal", "masked", "encoder", "seq2seq", "classifier", "question_answering",
-        "token_classifier",
+        "token_classifier", "image_classifier",
     )  # fmt: skip
     for kind in KINDS:
         assert TASKS[kind].kind == kind
+    assert KINDS[:-1] == TEXT_KINDS  # every kind but the image classifier reads token ids
     from transformers import BertConfig
 
     for architecture, kind in [
         ("BertForSequenceClassification", "classifier"),
         ("BertForQuestionAnswering", "question_answering"),
         ("BertForTokenClassification", "token_classifier"),
+        ("ViTForImageClassification", "image_classifier"),
     ]:
         assert kind_from_config(BertConfig(architectures=[architecture])) == kind
 

@@ -68,6 +68,14 @@ def _multi_label():
     return lm
 
 
+def _image():
+    return np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+def _image_explainer():
+    return E["image_classification"]("tiny-vit", _image())
+
+
 CASES = [
     ("tokens", lambda: E["tokens"]("tiny-gpt2")(42), TypeError, "text must be a string"),
     ("tokens", lambda: E["tokens"]("tiny-gpt2")(" \n "), ValueError, "text must contain"),
@@ -236,6 +244,40 @@ CASES = [
         "The cat", "\ud800"), ValueError, "sentence_b must be valid Unicode"),
     ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(output=1), ValueError,
      "output must be one of probability, logit; got 1"),
+    ("image_classification", lambda: E["image_classification"]("tiny-gpt2", _image()),
+     ValueError, "model must be one of the kinds image_classifier .* tiny-gpt2 is 'causal'"),
+    ("image_classification", lambda: E["image_classification"]("tiny-vit", "no/such.png"),
+     ValueError, "image must be a readable image file"),
+    ("image_classification", lambda: E["image_classification"]("tiny-vit", [[0, 1]]),
+     TypeError, "image must be a PIL image, a path, a numpy array or a pixel_values tensor"),
+    ("image_classification", lambda: E["image_classification"](
+        "tiny-vit", torch.zeros(3, 224, 224)), ValueError,
+     r"image as pixel_values must be the model's size \(1, 3, 32, 32\); got \(1, 3, 224, 224\)"),
+    ("image_classification", lambda: E["image_classification"](
+        "tiny-vit", np.full((4, 4, 3), 1.5)), ValueError,
+     r"image as a float array must hold values in 0\.\.1"),
+    ("image_classification", lambda: _image_explainer()(target="fish"), ValueError,
+     r"target must be one of the labels \['cat', 'dog', 'bird'\]; got 'fish'"),
+    ("image_classification", lambda: _image_explainer()(target=3), ValueError,
+     r"target must be in 0\.\.2; got 3"),
+    ("image_classification", lambda: _image_explainer()(noise_tunnel="smooth"), ValueError,
+     "noise_tunnel must be one of smoothgrad, smoothgrad_sq, vargrad; got 'smooth'"),
+    ("image_classification", lambda: _image_explainer()("occlusion", noise_tunnel="vargrad"),
+     ValueError, "noise_tunnel averages a gradient method .* not occlusion"),
+    ("image_classification", lambda: _image_explainer()(baseline="white"), ValueError,
+     "baseline must be one of zero, black, blur; got 'white'"),
+    ("image_classification", lambda: _image_explainer()("feature_ablation", patch_size=33),
+     ValueError, r"patch_size must be in 1\.\.32; got 33"),
+    ("image_classification", lambda: _image_explainer()("occlusion", window=17), ValueError,
+     r"window must be in 1\.\.16; got 17"),
+    ("image_classification", lambda: _image_explainer()(noise_tunnel="smoothgrad", stdevs=-1),
+     ValueError, "stdevs must be a finite number >= 0; got -1"),
+    ("image_classification", lambda: _image_explainer()(nt_samples=0), ValueError,
+     r"nt_samples must be in 1\.\.10000; got 0"),
+    ("image_classification", lambda: _image_explainer()("lrp"), ValueError,
+     "lrp needs a propagation rule for every layer"),
+    ("attributions", lambda: E["attributions"]("tiny-vit", "the cat"), ValueError,
+     "model must read text for AttributionsExplainer; tiny-vit is an image_classifier"),
     ("load_model", lambda: load_model((torch.nn.Linear(2, 2), load_model("tiny-gpt2").tokenizer)),
      TypeError, "must be a transformers PreTrainedModel .* got Linear"),
     ("load_model", lambda: load_model((vit(), load_model("tiny-gpt2").tokenizer)), ValueError,

@@ -29,12 +29,13 @@ The package: :mod:`.explainer` (the explainer), :mod:`.explained` (what is expla
 :mod:`.methods` (the methods table), :mod:`.results` (the result classes) and
 :mod:`.faithfulness` (deletion and insertion curves, ERASER's bins), :mod:`.continuation`
 (whole outputs) and :mod:`.task_models` (question answering, token classification,
-zero-shot classification, sentence similarity).
+zero-shot classification, sentence similarity) and :mod:`.images` (image classifiers).
 """
 
 from .explained import BASELINES, OUTPUTS, Explained, ExplainedOutput
 from .explainer import CALL_OPTIONS, AttributionsExplainer
 from .faithfulness import CONVENTIONS, ERASER_BINS, eraser_bins
+from .images import ImageAttributionResult, ImageClassificationExplainer
 from .methods import METHODS, Method, MethodNotApplicableError, Question, check_method, token_scores
 from .results import AttributionResult, ComparisonResult, FaithfulnessResult, RowsResult
 from .task_models import (
@@ -57,6 +58,8 @@ __all__ = [
     "Explained",
     "ExplainedOutput",
     "FaithfulnessResult",
+    "ImageAttributionResult",
+    "ImageClassificationExplainer",
     "Method",
     "MethodNotApplicableError",
     "Question",

@@ -40,6 +40,10 @@ class Question:
     internal_batch_size: int
     n_samples: int | None
     window: int
+    # Occlusion over an image: the window and stride (channels, height, width) in pixels;
+    # None: ``window`` tokens with all their features
+    window_shape: tuple[int, ...] | None = None
+    strides: tuple[int, ...] | None = None
 
 
 def per_token_mask(x: torch.Tensor) -> torch.Tensor:
@@ -207,8 +211,8 @@ def _occlusion(q: Question):
     features = q.x.shape[-1]
     attribution = _captum("Occlusion")(q.f).attribute(
         q.x,
-        sliding_window_shapes=(q.window, features),
-        strides=(1, features),
+        sliding_window_shapes=q.window_shape or (q.window, features),
+        strides=q.strides or (1, features),
         baselines=q.baseline,
         perturbations_per_eval=q.internal_batch_size,
     )

@@ -221,6 +221,7 @@ class ImageClassificationExplainer(Explainer):
             self.pixel_values = processed.float().to(self.lm.device)
         self.image = self.pixels.to_image(self.pixel_values)
         """What the model sees: (height, width, 3) uint8."""
+        self._logits: torch.Tensor | None = None
 
     def labels(self) -> list[str]:
         """The classifier's labels, in index order."""
@@ -228,9 +229,11 @@ class ImageClassificationExplainer(Explainer):
         return [str(id2label[i]) for i in range(len(id2label))]
 
     def logits(self) -> torch.Tensor:
-        """The model's logits for the image: (labels,)."""
-        with torch.no_grad():
-            return self.lm.model(pixel_values=self.pixel_values).logits[0].float()
+        """The model's logits for the image: (labels,); one forward pass, kept."""
+        if self._logits is None:
+            with torch.no_grad():
+                self._logits = self.lm.model(pixel_values=self.pixel_values).logits[0].float()
+        return self._logits
 
     def patch_size(self, patch_size: int | None = None) -> int:
         """The side of the square patches that perturbation methods replace: the model's
@@ -378,9 +381,11 @@ class ImageClassificationExplainer(Explainer):
             # captum gives each number of a replaced patch the patch's whole effect: spread it
             # over the patch's numbers, so that a patch's scores sum to its effect
             attribution = attribution / mask[0].flatten().bincount()[mask[0]]
+        logits = self.logits()
+        value = float(outputs_of(logits, output, f.sigmoid)[index])
         with torch.no_grad():
-            value, base_value = (float(f(t)) for t in (x, x_base))
-        probabilities = outputs_of(self.logits(), "probability", f.sigmoid)
+            base_value = float(f(x_base))
+        probabilities = outputs_of(logits, "probability", f.sigmoid)
         top = probabilities.argsort(descending=True)[:5].tolist()
         labels = self.labels()
         return ImageAttributionResult(
@@ -502,7 +507,7 @@ class ImageAttributionResult(Result):
 
     def to_html(self) -> str:
         """Self-contained: the image and its overlay as an inline PNG, and the top labels."""
-        picture = inline_png(self.figure(), alt=self.title())
+        picture = inline_png(self.figure(title=""), alt=self.title())  # the title is text
         rows = "".join(
             f"<tr><td>{escape(label)}</td><td>{p:.3f}</td></tr>"
             for label, p in self.top_labels.items()
@@ -531,7 +536,8 @@ class ImageAttributionResult(Result):
             outlier: the share of the largest absolute scores that saturate the colour scale
                 (0..0.5; 0.01 as captum's visualization).
             resolution: ``pixel``, or ``patch`` (each patch's sum, as one cell).
-            title: the figure's title (default: model, method, label and output).
+            title: the figure's title (default: model, method, label and output; "" for
+                none).
         """
         import matplotlib.pyplot as plt
 
@@ -583,6 +589,8 @@ class ImageAttributionResult(Result):
         for axis in (left, right):
             axis.set_xticks([])
             axis.set_yticks([])
-        figure.suptitle(title if title is not None else self.title(), fontsize=10)
+        title = self.title() if title is None else title
+        if title:
+            figure.suptitle(title, fontsize=10)
         figure.tight_layout()
         return figure

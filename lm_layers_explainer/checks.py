@@ -105,3 +105,18 @@ def check_text(text, name: str = "text") -> str:
             f"{text[error.start]!r} (decode bytes with errors='replace' to avoid this)"
         ) from None
     return text
+
+
+def check_labels(values, n: int, name: str = "custom_labels") -> list[str]:
+    """A list of ``n`` distinct, non-empty label names (one per class, in index order)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of {n} label names; got {values!r}")
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} must name each of the model's {n} labels; got {len(values)}")
+    for value in values:
+        check_text(value, name)
+    if len(set(values)) != n:
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        raise ValueError(f"{name} must be distinct; {repeated} appear more than once")
+    return values

@@ -456,6 +456,30 @@ def embedding_module(lm: LoadedModel, kind: str):
     return module
 
 
+def class_labels(lm: LoadedModel, custom: list[str] | None = None) -> list[str]:
+    """A classifier's labels in index order: ``custom`` names (checked by the caller), or the
+    config's ``id2label``."""
+    if custom is not None:
+        return list(custom)
+    id2label = lm.config.id2label
+    return [str(id2label[i]) for i in range(len(id2label))]
+
+
+def class_index(labels: list[str], target, name: str, predicted) -> int:
+    """The index of ``target`` among ``labels``: a label, an index, or None for
+    ``predicted()`` (the model's choice)."""
+    from .checks import check_int
+
+    if target is None:
+        return int(predicted())
+    if isinstance(target, str):
+        if target not in labels:
+            shown = labels if len(labels) <= 20 else [*labels[:20], "..."]
+            raise ValueError(f"{name} must be one of the labels {shown}; got {target!r}")
+        return labels.index(target)
+    return check_int(target, name, 0, len(labels) - 1)
+
+
 def multi_label(lm: LoadedModel) -> bool:
     """Whether a classifier's labels are independent (a sigmoid each), not exclusive."""
     return getattr(lm.config, "problem_type", None) == "multi_label_classification"

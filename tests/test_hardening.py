@@ -276,6 +276,14 @@ CASES = [
      r"nt_samples must be in 1\.\.10000; got 0"),
     ("image_classification", lambda: _image_explainer()("lrp"), ValueError,
      "lrp needs a propagation rule for every layer"),
+    ("attributions", lambda: E["attributions"](_classifier(), "the cat", custom_labels=["a"]),
+     ValueError, "custom_labels must name each of the model's 2 labels; got 1"),
+    ("token_classification", lambda: E["token_classification"](
+        _tagger(), "the cat", custom_labels=["O", "O", "a", "b", "c"]), ValueError,
+     r"custom_labels must be distinct; \['O'\] appear more than once"),
+    ("image_classification", lambda: E["image_classification"](
+        "tiny-vit", _image(), custom_labels="cat dog bird"), TypeError,
+     "custom_labels must be a list of 3 label names"),
     ("attributions", lambda: E["attributions"]("tiny-vit", "the cat"), ValueError,
      "model must read text for AttributionsExplainer; tiny-vit is an image_classifier"),
     ("load_model", lambda: load_model((torch.nn.Linear(2, 2), load_model("tiny-gpt2").tokenizer)),

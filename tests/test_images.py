@@ -233,3 +233,13 @@ def test_an_image_classifier_loads_from_a_folder_with_its_image_processor(tmp_pa
     clear_model_cache()
     with pytest.raises(ValueError, match=r"ships its own Python code \(auto_map in preprocessor"):
         load_model(str(tmp_path))
+
+
+def test_custom_labels_name_an_image_classifiers_labels():
+    renamed = E["image_classification"]("tiny-vit", picture(), custom_labels=["a", "b", "c"])
+    plain = E["image_classification"]("tiny-vit", picture())
+    a, b = renamed("saliency", target="c"), plain("saliency", target="bird")
+    assert a.target == "c" and set(a.top_labels) == {"a", "b", "c"}
+    np.testing.assert_array_equal(a.scores, b.scores)
+    with pytest.raises(ValueError, match="custom_labels must name each of the model's 3 labels"):
+        E["image_classification"]("tiny-vit", picture(), custom_labels=["a"])

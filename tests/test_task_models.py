@@ -391,3 +391,40 @@ def test_bad_attributed_questions_are_refused(build, message, monkeypatch):
     monkeypatch.setattr(PreTrainedModel, "__call__", lambda *a, **k: pytest.fail("model ran"))
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_custom_labels_rename_a_classifiers_and_a_taggers_labels(tagger):
+    """transformers-interpret's custom_labels: the same question, under other names."""
+    classifier = load_model("tiny-bert", kind="classifier")
+    plain = E["attributions"](classifier, "the cat sat")("saliency", target=1)
+    renamed = E["attributions"](classifier, "the cat sat", custom_labels=["bad", "good"])
+    good = renamed("saliency", target="good")
+    assert good.target_text == "good" and plain.target_text == "positive"
+    np.testing.assert_array_equal(good.scores, plain.scores)
+    with pytest.raises(ValueError, match=r"target must be one of the labels \['bad', 'good'\]"):
+        renamed("saliency", target="positive")
+    names = ["other", "first", "first-inside", "place", "place-inside"]
+    ner = E["token_classification"](tagger, CONTEXT, custom_labels=names)
+    result = ner("saliency", ignored_labels=["other"])
+    model_names = E["token_classification"](tagger, CONTEXT)("saliency", ignored_labels=["O"])
+    mapping = dict(zip(tagger.config.id2label.values(), names, strict=True))
+    assert [mapping[label] for label in model_names.details["labels"].values()] == list(
+        result.details["labels"].values()
+    )
+    assert len(result.rows) == len(model_names.rows)
+
+
+@pytest.mark.parametrize(
+    ("model", "custom", "error", "message"),
+    [
+        ("classifier", ["a"], ValueError, "custom_labels must name each of the model's 2 labels"),
+        ("classifier", ["a", "a"], ValueError, r"custom_labels must be distinct; \['a'\]"),
+        ("classifier", "ab", TypeError, "custom_labels must be a list of 2 label names"),
+        ("classifier", ["a", " "], ValueError, "custom_labels must contain something"),
+        ("causal", ["a", "b"], ValueError, "custom_labels renames a classifier's labels"),
+    ],
+)
+def test_bad_custom_labels_are_refused(model, custom, error, message):
+    lm = load_model("tiny-bert", kind="classifier") if model == "classifier" else "tiny-gpt2"
+    with pytest.raises(error, match=message):
+        E["attributions"](lm, "the cat", custom_labels=custom)

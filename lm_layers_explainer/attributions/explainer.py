@@ -7,11 +7,17 @@ import inspect
 import torch
 
 from ..base import Explainer
-from ..checks import check_choice, check_int, check_seed
+from ..checks import check_choice, check_int, check_labels, check_seed
 from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import progress
-from ..tasks import embedding_module, multi_label, shares_input_embeddings
+from ..tasks import (
+    class_index,
+    class_labels,
+    embedding_module,
+    multi_label,
+    shares_input_embeddings,
+)
 from .continuation import explain_continuation, foil_ids, target_ids
 from .explained import ATTRIBUTED, OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
@@ -46,6 +52,8 @@ class AttributionsExplainer(Explainer):
         text_pair: a second segment, for masked LMs and classifiers (two-text tasks such as
             entailment); None (default). Refused for a causal LM (put both texts in
             ``text``) and a seq2seq LM (give what the decoder writes as ``target``).
+        custom_labels: names for a classifier's labels, one per label in index order, used
+            in place of the model's ``id2label`` (in targets and results); None (default).
 
     Example:
         >>> attributions = lm_layers_explainer["attributions"](
@@ -56,9 +64,21 @@ class AttributionsExplainer(Explainer):
 
     text_required = True
 
-    def __init__(self, model, text: str, text_pair: str | None = None):
+    def __init__(self, model, text: str, text_pair: str | None = None, *, custom_labels=None):
         super().__init__(model, text, text_pair)
+        self.custom_labels = self._custom_labels(custom_labels)
         self.explained = Explained(self.sequence)
+
+    def _custom_labels(self, custom_labels) -> list[str] | None:
+        """``custom_labels`` checked: names for a classifier's (or tagger's) labels."""
+        if custom_labels is None:
+            return None
+        if self.lm.task.explains not in ("class", "label"):
+            raise ValueError(
+                f"custom_labels renames a classifier's labels; {self.lm.name} is a "
+                f"{self.lm.kind} model"
+            )
+        return check_labels(custom_labels, len(self.lm.config.id2label))
 
     @property
     def ids(self) -> list[int]:
@@ -129,9 +149,8 @@ class AttributionsExplainer(Explainer):
         ).set_index("method")
 
     def labels(self) -> list[str]:
-        """A classifier's class labels, in index order."""
-        id2label = self.lm.config.id2label
-        return [str(id2label[i]) for i in range(len(id2label))]
+        """A classifier's class labels, in index order (``custom_labels`` if given)."""
+        return class_labels(self.lm, self.custom_labels)
 
     def logits(self) -> torch.Tensor:
         """The model's logits for what is explained (vocabulary or classes); one forward."""
@@ -144,14 +163,7 @@ class AttributionsExplainer(Explainer):
         lm = self.lm
         if lm.task.explains == "class":
             labels = self.labels()
-            if target is None:
-                index = int(self.logits().argmax())
-            elif isinstance(target, str):
-                if target not in labels:
-                    raise ValueError(f"{name} must be one of the labels {labels}; got {target!r}")
-                index = labels.index(target)
-            else:
-                index = check_int(target, name, 0, len(labels) - 1)
+            index = class_index(labels, target, name, lambda: self.logits().argmax())
             return index, labels[index]
         index = int(self.logits().argmax()) if target is None else token_id(lm, target, name)
         return index, lm.tokenizer.decode([index])

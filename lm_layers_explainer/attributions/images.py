@@ -24,11 +24,11 @@ from torch import nn
 
 from .._captum import deeplift_rules, quiet
 from ..base import Explainer
-from ..checks import check_choice, check_int, check_number, check_seed
+from ..checks import check_choice, check_int, check_labels, check_number, check_seed
 from ..memory import rows_that_fit
 from ..models import LoadedModel, load_model
 from ..render import Result, escape, inline_png
-from ..tasks import multi_label
+from ..tasks import class_index, class_labels, multi_label
 from .explained import OUTPUTS, outputs_of, with_progress
 from .methods import MethodNotApplicableError, Question, check_method
 
@@ -190,6 +190,8 @@ class ImageClassificationExplainer(Explainer):
         image: a PIL image, a path, a ``(height, width[, 3])`` array (uint8, or floats in
             0..1) of any size (the processor resizes it), or ``pixel_values`` of exactly
             the model's size.
+        custom_labels: names for the model's labels, in index order; None (default): its
+            ``id2label``.
 
     Example:
         >>> explain = lm_layers_explainer["image_classification"](
@@ -200,11 +202,16 @@ class ImageClassificationExplainer(Explainer):
 
     accepts = ("image_classifier",)
 
-    def __init__(self, model, image):
+    def __init__(self, model, image, *, custom_labels=None):
         self.lm: LoadedModel = load_model(model)
         self.check_reads(self.lm)
         self.check_model(self.lm)
         self.text = self.text_pair = None
+        self.custom_labels = (
+            None
+            if custom_labels is None
+            else check_labels(custom_labels, len(self.lm.config.id2label))
+        )
         checked = check_image(image)
         self.pixels = Pixels(self.lm.processor)
         if isinstance(checked, torch.Tensor):
@@ -224,9 +231,8 @@ class ImageClassificationExplainer(Explainer):
         self._logits: torch.Tensor | None = None
 
     def labels(self) -> list[str]:
-        """The classifier's labels, in index order."""
-        id2label = self.lm.config.id2label
-        return [str(id2label[i]) for i in range(len(id2label))]
+        """The classifier's labels, in index order (``custom_labels`` if given)."""
+        return class_labels(self.lm, self.custom_labels)
 
     def logits(self) -> torch.Tensor:
         """The model's logits for the image: (labels,); one forward pass, kept."""
@@ -246,15 +252,7 @@ class ImageClassificationExplainer(Explainer):
 
     def _target(self, target) -> tuple[int, str]:
         labels = self.labels()
-        if target is None:
-            index = int(self.logits().argmax())
-        elif isinstance(target, str):
-            if target not in labels:
-                shown = labels if len(labels) <= 20 else labels[:20] + ["..."]
-                raise ValueError(f"target must be one of the labels {shown}; got {target!r}")
-            index = labels.index(target)
-        else:
-            index = check_int(target, "target", 0, len(labels) - 1)
+        index = class_index(labels, target, "target", lambda: self.logits().argmax())
         return index, labels[index]
 
     def _baseline(self, baseline: str) -> torch.Tensor:

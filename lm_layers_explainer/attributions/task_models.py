@@ -170,6 +170,8 @@ class TokenClassificationExplainer(_TaskExplainer):
     Args:
         model: a token classifier (``AutoModelForTokenClassification``).
         text: the text (required).
+        custom_labels: names for the model's labels, in index order; None (default): its
+            ``id2label``.
 
     Example:
         >>> ner = lm_layers_explainer["token_classification"](

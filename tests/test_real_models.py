@@ -127,3 +127,59 @@ def test_smollm2_integrated_gradients_explain_paris_completely():
     assert abs(result.scores.sum() - (result.output - result.baseline_output)) < 0.01
     top = [result.tokens[i] for i in result.top(3)]
     assert {" E", "iffel", " Tower"} & set(top), top  # a piece of "Eiffel Tower" is among them
+
+
+def test_rampart_tags_names_an_address_and_a_city():
+    """The dequantized tagger reads as the trained model does: the entities of a sentence."""
+    lm = load_model("rampart-ner")
+    assert lm.kind == "token_classifier" and lm.n_layers == 6
+    text = "My name is John Smith, I live at 42 Baker Street in Springfield"
+    encoded = lm.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        predicted = lm.model(**encoded).logits[0].argmax(-1).tolist()
+    tokens = lm.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    tags = {t: lm.config.id2label[p] for t, p in zip(tokens, predicted, strict=True)}
+    assert tags["john"] == "B-GIVEN_NAME" and tags["smith"] == "B-SURNAME"
+    assert tags["42"] == "B-BUILDING_NUMBER"
+    assert (tags["baker"], tags["street"]) == ("B-STREET_NAME", "I-STREET_NAME")
+    assert tags["spring"] == "B-CITY"
+    assert {tags[w] for w in ("my", "name", "is", "live", "at", "in")} == {"O"}
+
+
+def test_the_4_bit_weights_are_read_as_onnxruntime_defines_matmulnbits(tmp_path):
+    """A MatMulNBits weight and an 8-bit embedding written by hand, by the operator's
+    definition (blocks along K, two values per byte, low nibble first, zero point 8)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    n, k, block = 3, 40, 16  # K not a multiple of the block: the last block is padded
+    blocks = -(-k // block)
+    q = rng.integers(0, 16, (n, blocks * block)).astype(np.uint8)
+    scales = rng.uniform(0.1, 1.0, (n, blocks)).astype(np.float32)
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).reshape(n, blocks, block // 2)
+    expected = ((q.astype(np.float32) - 8) * np.repeat(scales, block, axis=1))[:, :k]
+    embedding = rng.integers(0, 256, (5, 4)).astype(np.uint8)
+    node = helper.make_node(
+        "MatMulNBits", ["x", "w_Q4", "w_scales"], ["y"], name="/layer/dense/MatMul_Q4",
+        domain="com.microsoft", K=k, N=n, bits=4, block_size=block,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, n])],
+        initializer=[
+            numpy_helper.from_array(packed, "w_Q4"),
+            numpy_helper.from_array(scales, "w_scales"),
+            numpy_helper.from_array(np.zeros(n, np.float32), "layer.dense.bias"),
+            numpy_helper.from_array(embedding, "emb.weight_quantized"),
+            numpy_helper.from_array(np.array(0.5, np.float32), "emb.weight_scale"),
+            numpy_helper.from_array(np.array(128, np.uint8), "emb.weight_zero_point"),
+        ],
+    )  # fmt: skip
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    weights = catalog.dequantized_onnx_weights(path)
+    assert set(weights) == {"layer.dense.weight", "layer.dense.bias", "emb.weight"}
+    np.testing.assert_array_equal(weights["layer.dense.weight"], expected)
+    np.testing.assert_array_equal(weights["emb.weight"], (embedding.astype(np.float32) - 128) / 2)

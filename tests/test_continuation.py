@@ -2,6 +2,8 @@
 tokens before it, checked against single-token runs on the extended text, the model's own
 probabilities and generate()."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -423,3 +425,16 @@ def test_a_seq2seq_continuations_first_row_is_the_single_token_run(seq2seq, meth
     assert single.tokens == result.source_tokens[: result.n_input]
     np.testing.assert_allclose(result.scores[0, : result.n_input], single.scores, atol=1e-5)
     assert result.outputs[0] == pytest.approx(single.output, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-bart"])
+def test_generation_uses_the_installed_transformers_cache_keyword_without_warnings(name):
+    # transformers 5.24 renamed past_key_values to cache and warns on the old name: a
+    # warning reaches every notebook's stderr, so generation must pass the current name.
+    lm = load_model(name)
+    text = SOURCE if name == "tiny-bart" else TEXT
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        result = Attributions(lm, text)(method="saliency", generate=3)
+    assert len(result.target_ids) == 3

@@ -37,6 +37,10 @@ ENTRY_POINTS: dict[str, str] = {
     "attention_model_view": "lm_layers_explainer.attention:AttentionModelView",
     "attention_neuron_view": "lm_layers_explainer.attention:AttentionNeuronView",
     "attributions": "lm_layers_explainer.attributions:AttributionsExplainer",
+    "embeddings": "lm_layers_explainer.representations:EmbeddingsExplainer",
+    "representation_similarity": (
+        "lm_layers_explainer.representations:RepresentationSimilarityExplainer"
+    ),
     "question_answering": "lm_layers_explainer.attributions:QuestionAnsweringExplainer",
     "token_classification": "lm_layers_explainer.attributions:TokenClassificationExplainer",
     "zero_shot": "lm_layers_explainer.attributions:ZeroShotExplainer",

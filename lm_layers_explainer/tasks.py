@@ -218,13 +218,15 @@ def context_length(lm: LoadedModel) -> int | None:
     return config_value(lm.config, "context")
 
 
-def check_length(lm: LoadedModel, n_tokens: int, part: str | None = None) -> None:
+def check_length(
+    lm: LoadedModel, n_tokens: int, part: str | None = None, name: str = "text"
+) -> None:
     """Refuse a sequence longer than the model's context, before any model work."""
     limit = context_length(lm)
     if limit is not None and n_tokens > limit:
         where = f" ({part})" if part else ""
         raise ValueError(
-            f"text is {n_tokens} tokens long{where}, longer than the model's context of "
+            f"{name} is {n_tokens} tokens long{where}, longer than the model's context of "
             f"{limit} tokens"
         )
 
@@ -248,7 +250,8 @@ def encode(
     tokenizer, task = lm.tokenizer, lm.task
     if task.encoder_decoder:
         encoder_ids = [int(i) for i in tokenizer(text)["input_ids"]]
-        check_length(lm, len(encoder_ids), "encoder" if text_pair is not None else None)
+        part = "encoder" if text_pair is not None else None
+        check_length(lm, len(encoder_ids), part, name=names[0] if part is None else "text")
         if text_pair is None:
             start = lm.config.decoder_start_token_id
             if start is None:
@@ -272,7 +275,7 @@ def encode(
         ids, types = encoded["input_ids"], encoded.get("token_type_ids")
         start = types.index(1) if types and 1 in types else len(tokenizer(text)["input_ids"])
     ids = [int(i) for i in ids]
-    check_length(lm, len(ids))
+    check_length(lm, len(ids), name=names[0] if text_pair is None else "text")
     types = [int(t) for t in types] if types is not None else None
     return Sequence(lm, text, ids, len(ids), None, text_pair, start, types)
 

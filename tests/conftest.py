@@ -64,6 +64,15 @@ def every_explainer_result(text: str) -> dict:
         "image_classification": explain["image_classification"](
             _labelled_vit([text, "dog", "bird"]), _picture()
         )(method="saliency", target=text),
+        "attributions_layers": explain["attributions"](gpt2, text)(
+            method="layer_gradient_x_activation"
+        ),
+        "embeddings": explain["embeddings"](
+            gpt2, [text, "a dog", "the cat", text + " again"], labels=[text, "b", text, "b"]
+        )(),
+        "representation_similarity": explain["representation_similarity"](
+            bert, [text, "a dog", "the cat"], other=gpt2
+        )(unit="texts"),
         "attributions_seq2seq": explain["attributions"]("tiny-bart", text)(
             method="input_x_gradient", target=" the"
         ),

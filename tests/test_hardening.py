@@ -76,6 +76,8 @@ def _image_explainer():
     return E["image_classification"]("tiny-vit", _image())
 
 
+THREE = ["a cat", "a dog", "a bird"]
+
 CASES = [
     ("tokens", lambda: E["tokens"]("tiny-gpt2")(42), TypeError, "text must be a string"),
     ("tokens", lambda: E["tokens"]("tiny-gpt2")(" \n "), ValueError, "text must contain"),
@@ -303,6 +305,73 @@ CASES = [
      "device 'cuda:99' needs CUDA|device must be cuda:0"),
     ("load_model", lambda: load_model("tiny-gpt2", device=3.5), TypeError,
      "device must be a string or a torch.device"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", "one text"), TypeError,
+     "texts must be a list of strings; got str"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", ["a cat", "a dog"]), ValueError,
+     r"texts must hold 3\.\.100000 texts; got 2"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", ["a cat", " ", "a dog"]), ValueError,
+     r"texts\[1\] must contain something besides whitespace"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", ["cat " * 70, "a", "b"]), ValueError,
+     r"texts\[0\] is 72 tokens long, longer than the model's context of 64"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE, labels=["a", "b"]), ValueError,
+     r"labels must give one label per text \(3\); got 2"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE, labels=["a", None, "b"]),
+     TypeError, r"labels\[1\] must be a string or an int; got None"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE, batch_size=0), ValueError,
+     r"batch_size must be in 1\.\.4096; got 0"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(layer=2), ValueError,
+     r"layer must be in 0\.\.1; got 2"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(layer="first"), ValueError,
+     r"layer must be None, 'embeddings' or in 0\.\.1; got 'first'"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(pooling="max"), ValueError,
+     "pooling must be one of mean, cls, last; got 'max'"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(projection="mds"), ValueError,
+     "projection must be one of pca, tsne, umap; got 'mds'"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(projection="tsne", perplexity=3),
+     ValueError, r"perplexity must be below the number of texts \(3\); got 3"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(projection="umap",
+     n_neighbors=3), ValueError, r"n_neighbors must be in 2\.\.2; got 3"),
+    ("embeddings", lambda: E["embeddings"]("tiny-vit", THREE), ValueError,
+     "model must read text for EmbeddingsExplainer"),
+    ("representation_similarity", lambda: E["representation_similarity"]("tiny-gpt2", THREE)(
+        method="rsa"), ValueError, "method must be one of cka, cca, svcca, pwcca; got 'rsa'"),
+    ("representation_similarity", lambda: E["representation_similarity"]("tiny-gpt2", THREE)(
+        unit="words"), ValueError, "unit must be one of tokens, texts; got 'words'"),
+    ("representation_similarity", lambda: E["representation_similarity"]("tiny-gpt2", THREE)(
+        method="cca", unit="texts"), ValueError,
+     "method='cca' needs more datapoints than neurons: 3 texts for 32 neurons"),
+    ("representation_similarity", lambda: E["representation_similarity"]("tiny-gpt2", THREE)(
+        method="svcca", dims=0), ValueError, r"dims must be in 1\.\.\d+; got 0"),
+    ("representation_similarity", lambda: E["representation_similarity"](
+        "tiny-gpt2", THREE, other="tiny-bert")(), ValueError,
+     "tokenize the texts differently: use unit='texts'"),
+    ("representation_similarity", lambda: E["representation_similarity"](
+        "tiny-gpt2", THREE, other="tiny-vit"), ValueError, "model must read text"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="layer_conductance", layer=2), ValueError, r"layer must be in 0\.\.1; got 2"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="saliency", layer=1), ValueError,
+     "layer, neuron and position are for the layer and neuron methods"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="layer_conductance", neuron=1), ValueError,
+     "neuron and position are for neuron_conductance, not layer_conductance"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="neuron_conductance", layer=1), ValueError,
+     "neuron_conductance needs layer= and neuron="),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="neuron_conductance", layer=1, neuron=128), ValueError,
+     r"neuron must be in 0\.\.127; got 128"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="neuron_conductance", layer=1, neuron=3, position=10), ValueError,
+     r"position must be in 0\.\.\d; got 10"),
+    ("attributions", lambda: E["attributions"]("tiny-bart", "The cat")(
+        method="layer_conductance"), ValueError,
+     "layer_conductance explains models with one stack of layers"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        method="layer_conductance", generate=2), ValueError,
+     "layer_conductance explains one target token"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(method="layer_lrp"),
+     ValueError, "method must be one of saliency, .*, neuron_conductance; got 'layer_lrp'"),
 ]  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from ..tasks import (
 from .continuation import explain_continuation, foil_ids, target_ids
 from .explained import ATTRIBUTED, OUTPUTS, Explained, attribute, check_baseline, read
 from .faithfulness import CONVENTIONS
+from .layers import LAYER_METHODS, LayerAttributionResult, check_layer_options, explain_layers
 from .methods import (
     METHODS,
     MethodNotApplicableError,
@@ -143,7 +144,7 @@ class AttributionsExplainer(Explainer):
         return pd.DataFrame(
             [
                 (m.name, m.captum, m.family, m.summary, m.refuse(self.lm) or "")
-                for m in METHODS.values()
+                for m in [*METHODS.values(), *LAYER_METHODS.values()]
             ],
             columns=["method", "captum", "family", "summary", "refused"],
         ).set_index("method")
@@ -185,7 +186,10 @@ class AttributionsExplainer(Explainer):
         attributed: str = "word",
         generate: int | None = None,
         foil=None,
-    ) -> AttributionResult | ContinuationResult:
+        layer: int | None = None,
+        neuron: int | None = None,
+        position: int | None = None,
+    ) -> AttributionResult | ContinuationResult | LayerAttributionResult:
         """Attribute ``target`` to the input tokens with ``method``.
 
         Args:
@@ -234,11 +238,22 @@ class AttributionsExplainer(Explainer):
                 read after the text and the target's tokens before t. Not with
                 ``generate``.
 
+            layer: the layer methods (``layer_conductance``, ``layer_integrated_gradients``,
+                ``layer_gradient_x_activation``): the layer whose output is attributed, 0 ..
+                layers - 1; None (default) for every layer, one row each.
+                ``neuron_conductance``: the layer whose feed-forward neuron is followed.
+            neuron: ``neuron_conductance`` only: the neuron, an index into the input of the
+                layer's last feed-forward linear layer (0 .. its width - 1).
+            position: ``neuron_conductance`` only: the token position of the neuron, 0 ..
+                tokens - 1; None (default) for where the answer is read (a classifier: 0).
+
         Returns:
             AttributionResult: ``scores`` (one per token), ``to_frame()``,
             ``faithfulness()``, ``save()``; it shows the tokens coloured by their scores.
             For a continuation, a ContinuationResult: ``scores`` (target tokens, source
-            tokens), ``step_scores``, ``to_frame()``, ``aggregate("words")``.
+            tokens), ``step_scores``, ``to_frame()``, ``aggregate("words")``. For a layer or
+            neuron method, a LayerAttributionResult: ``scores`` (layers or the neuron,
+            tokens), ``totals``, ``deltas``, ``to_frame()``.
 
         Example:
             >>> attributions = lm_layers_explainer["attributions"](
@@ -247,7 +262,6 @@ class AttributionsExplainer(Explainer):
             >>> result.tokens[result.scores.argmax()]
             ' capital'
         """
-        spec = check_method(method)
         options = {
             "output": output,
             "baseline": baseline,
@@ -258,6 +272,15 @@ class AttributionsExplainer(Explainer):
             "seed": seed,
             "attributed": attributed,
         }
+        if isinstance(method, str) and method in LAYER_METHODS:
+            return self._layers(LAYER_METHODS[method], target, foil, generate, options,
+                                layer, neuron, position)  # fmt: skip
+        spec = check_method(method, also=tuple(LAYER_METHODS))
+        if (layer, neuron, position) != (None, None, None):
+            raise ValueError(
+                f"layer, neuron and position are for the layer and neuron methods "
+                f"({', '.join(LAYER_METHODS)}); {spec.name} attributes the input tokens"
+            )
         settings = self._settings(spec, **options)
         reason = spec.refuse(self.lm)
         if reason:
@@ -293,6 +316,23 @@ class AttributionsExplainer(Explainer):
         index, text = self.resolve_target(target)
         _check_contrast(contrast, index, text)
         return self._run(spec, index, text, settings, contrast=contrast)
+
+    def _layers(self, spec, target, foil, generate, options, layer, neuron, position):
+        """A layer or neuron method (see :mod:`.layers`), every option checked first."""
+        settings = self._settings(spec, **options)
+        if options["attributed"] != "word" or generate is not None:
+            raise ValueError(
+                f"{spec.name} explains one target token through the word embeddings; "
+                "attributed and generate are for the token methods"
+            )
+        layer, neuron, position = check_layer_options(self, spec, layer, neuron, position)
+        contrast = None if foil is None else self.resolve_target(foil, "foil")
+        if target is None:
+            self.explained.compute_logits(settings["baseline"])
+        index, text = self.resolve_target(target)
+        _check_contrast(contrast, index, text)
+        return explain_layers(self, spec, index, text, settings, layer, neuron, position,
+                              contrast)  # fmt: skip
 
     def _labels_above(self, spec, settings: dict, threshold: float = 0.5) -> RowsResult:
         """A multi-label classifier's every label whose probability (a sigmoid each) is at
@@ -535,7 +575,8 @@ def _check_contrast(contrast: tuple[int, str] | None, index: int, text: str) -> 
 CALL_OPTIONS = {
     name: parameter.default
     for name, parameter in inspect.signature(AttributionsExplainer.__call__).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY and name not in ("generate", "foil")
+    if parameter.kind is parameter.KEYWORD_ONLY
+    and name not in ("generate", "foil", "layer", "neuron", "position")
 }
 """The options of a single call, with their defaults; ``compare`` takes the same (one
 target token, no contrast: no ``generate``, no ``foil``)."""

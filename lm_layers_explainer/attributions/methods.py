@@ -44,6 +44,10 @@ class Question:
     # None: ``window`` tokens with all their features
     window_shape: tuple[int, ...] | None = None
     strides: tuple[int, ...] | None = None
+    # Layer methods: the module whose output is attributed (a block); neuron methods: the
+    # feed-forward module whose input holds the neuron, and (position, neuron) in it
+    layer: nn.Module | None = None
+    neuron: tuple[int, int] | None = None
 
 
 def per_token_mask(x: torch.Tensor) -> torch.Tensor:
@@ -428,8 +432,9 @@ def token_scores(spec, per_feature: torch.Tensor) -> torch.Tensor:
     return per_feature.sum(-1)
 
 
-def check_method(name) -> Method:
-    """The method called ``name``, or a ValueError listing the valid names."""
+def check_method(name, also: tuple[str, ...] = ()) -> Method:
+    """The method called ``name``, or a ValueError listing the valid names (and ``also``,
+    names valid elsewhere in the same call)."""
     if not isinstance(name, str) or name not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {name!r}")
+        raise ValueError(f"method must be one of {', '.join([*METHODS, *also])}; got {name!r}")
     return METHODS[name]

@@ -1,0 +1,227 @@
+"""The ``representation_similarity`` explainer: every depth of a model against every depth
+of itself or of another model, by CKA, CCA, SVCCA or PWCCA (see :mod:`.measures`).
+
+>>> sim = lm_layers_explainer["representation_similarity"]("SmolLM2-135M-Instruct", texts)
+>>> sim(method="cka").matrix.shape          # (depths, depths): embeddings + 30 layers
+(31, 31)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ..base import Explainer
+from ..checks import check_choice, check_int
+from ..models import load_model
+from ..render import Result, grid_figure, html_grid
+from .measures import MEASURES, similarity
+from .states import POOLINGS, LayerStates, check_texts, layer_states, tokenized
+
+UNITS = ("tokens", "texts")
+"""What the datapoints are: every token of every text, or one pooled vector per text."""
+
+
+@dataclass
+class SimilarityResult(Result):
+    """``matrix[i, j]``: the similarity of depth ``i`` of model A and depth ``j`` of model B
+    (the same model when only one is given), over ``n_datapoints`` datapoints."""
+
+    model_name: str
+    other_name: str
+    depths: list[str]
+    other_depths: list[str]
+    matrix: np.ndarray
+    method: str
+    unit: str
+    n_datapoints: int
+    settings: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"SimilarityResult({self.method}, {self.matrix.shape[0]} x {self.matrix.shape[1]} "
+            f"depths, {self.n_datapoints} {self.unit})"
+        )
+
+    def to_frame(self):
+        """Columns ``layer, other_layer, similarity``: one row per pair of depths."""
+        import pandas as pd
+
+        rows = [
+            (a, b, float(self.matrix[i, j]))
+            for i, a in enumerate(self.depths)
+            for j, b in enumerate(self.other_depths)
+        ]
+        return pd.DataFrame(rows, columns=["layer", "other_layer", "similarity"])
+
+    def neighbours(self) -> np.ndarray:
+        """Same model: each depth's similarity with the next one (``depths - 1`` values);
+        the lowest is where the representation changes most."""
+        return np.diag(self.matrix, 1)
+
+    def _title(self) -> str:
+        against = "itself" if self.other_name == self.model_name else self.other_name
+        return (
+            f"{self.method} of {self.model_name}'s layers (rows) with {against}'s (columns), "
+            f"over {self.n_datapoints} {self.unit}"
+        )
+
+    @staticmethod
+    def _short(names: list[str]) -> list[str]:
+        return [n.replace("layer ", "").replace(" + final norm", "+norm").replace(
+            "embeddings", "emb") for n in names]  # fmt: skip
+
+    def _cells(self):
+        return [[f"{v:.2f}"[1:] if 0 <= v < 1 else f"{v:.1f}" for v in row] for row in self.matrix]
+
+    def to_html(self) -> str:
+        tips = [
+            [f"{a} / {b}: {self.matrix[i, j]:.3f}" for j, b in enumerate(self.other_depths)]
+            for i, a in enumerate(self.depths)
+        ]
+        return html_grid(
+            self._title(), self._short(self.other_depths), self._short(self.depths),
+            self._cells(), np.clip(self.matrix, 0, 1).tolist(), cmap="viridis", tooltips=tips,
+        )  # fmt: skip
+
+    def figure(self):
+        """The matrix as a heatmap (rows: this model's depths; columns: the other's)."""
+        import matplotlib.pyplot as plt
+
+        if self.matrix.shape[1] <= 12:
+            return grid_figure(
+                self._title(), self._short(self.other_depths), self._short(self.depths),
+                self._cells(), np.clip(self.matrix, 0, 1), cmap="viridis", row_axis="depth",
+            )  # fmt: skip
+        figure, axes = plt.subplots(figsize=(7.2, 6.4))
+        image = axes.imshow(self.matrix, cmap="viridis", vmin=0, vmax=1)
+        step = max(1, len(self.depths) // 10)
+        axes.set_yticks(range(0, len(self.depths), step),
+                        self._short(self.depths)[::step], fontsize=8)  # fmt: skip
+        step = max(1, len(self.other_depths) // 10)
+        axes.set_xticks(range(0, len(self.other_depths), step),
+                        self._short(self.other_depths)[::step], fontsize=8)  # fmt: skip
+        axes.set_xlabel(f"{self.other_name} depth")
+        axes.set_ylabel(f"{self.model_name} depth")
+        figure.colorbar(image, ax=axes, shrink=0.8, label=self.method)
+        axes.set_title(self._title(), fontsize=9, wrap=True)
+        figure.tight_layout()
+        return figure
+
+
+class RepresentationSimilarityExplainer(Explainer):
+    """Layer-by-layer similarity of representations (CKA, CCA, SVCCA, PWCCA), within one
+    model or between two.
+
+    The states are the model's own ``hidden_states`` for the texts (the embeddings, then
+    every layer's output), collected once in batches as ``embeddings`` collects them.
+
+    Args:
+        model: the model whose depths are the rows (any model that reads text).
+        texts: the texts, at least 3; with ``unit="tokens"`` every token is a datapoint.
+        other: a second model whose depths are the columns, or None (default) for ``model``
+            itself. Token units need both models to tokenize every text the same way.
+        batch_size: texts per forward pass (default 32), 1 .. 4096.
+
+    Example:
+        >>> sim = lm_layers_explainer["representation_similarity"]("all-MiniLM-L6-v2", texts)
+        >>> sim(method="cka").matrix.shape
+        (7, 7)
+    """
+
+    text_names = ("texts", "")
+
+    def __init__(self, model, texts, other=None, *, batch_size: int = 32):
+        super().__init__(model)
+        self.texts = check_texts(texts, minimum=3)
+        self.batch_size = check_int(batch_size, "batch_size", 1, 4096)
+        self.other = self.lm if other is None else load_model(other)
+        self.check_reads(self.other)
+        self.check_model(self.other)
+        self.ids = tokenized(self.lm, self.texts)
+        self.other_ids = self.ids if other is None else tokenized(self.other, self.texts)
+
+    @cached_property
+    def states(self) -> LayerStates:
+        return layer_states(self.lm, self.texts, batch_size=self.batch_size, keep_tokens=True,
+                            ids=self.ids)  # fmt: skip
+
+    @cached_property
+    def other_states(self) -> LayerStates:
+        if self.other is self.lm:
+            return self.states
+        return layer_states(self.other, self.texts, batch_size=self.batch_size,
+                            keep_tokens=True, ids=self.other_ids)  # fmt: skip
+
+    def _datapoints(self, unit: str) -> int:
+        if unit == "texts":
+            return len(self.texts)
+        if self.other_ids != self.ids:
+            raise ValueError(
+                f"unit='tokens' needs both models to read the same tokens; {self.lm.name} and "
+                f"{self.other.name} tokenize the texts differently: use unit='texts' (one "
+                "pooled vector per text)"
+            )
+        return sum(map(len, self.ids))
+
+    def __call__(
+        self, method: str = "cka", unit: str = "tokens", *, pooling: str = "mean", dims: int = 20
+    ) -> SimilarityResult:
+        """The ``method`` similarity of every pair of depths.
+
+        Args:
+            method: ``"cka"`` (linear, default), ``"cca"``, ``"svcca"`` or ``"pwcca"``. CCA
+                and PWCCA need more datapoints than neurons (the hidden size).
+            unit: the datapoints: every ``"tokens"`` (default) of every text, or one pooled
+                vector per text (``"texts"``).
+            pooling: with ``unit="texts"``: ``"mean"`` (default), ``"cls"`` or ``"last"``.
+            dims: SVCCA's directions kept per representation (default 20), 1 .. the fewest
+                of datapoints - 1 and neurons.
+
+        Returns:
+            SimilarityResult: ``matrix`` (depths, other depths), ``to_frame()``,
+            ``neighbours()``; it shows as a heatmap table.
+        """
+        check_choice(method, "method", MEASURES)
+        check_choice(unit, "unit", UNITS)
+        check_choice(pooling, "pooling", POOLINGS)
+        n = self._datapoints(unit)
+        widths = (self.lm.config.get_text_config().hidden_size,
+                  self.other.config.get_text_config().hidden_size)  # fmt: skip
+        if method == "svcca":
+            dims = check_int(dims, "dims", 1, min(n - 1, *widths))
+        if method in ("cca", "pwcca") and n <= max(widths):
+            raise ValueError(
+                f"method={method!r} needs more datapoints than neurons: {n} {unit} for "
+                f"{max(widths)} neurons. Give more text, or use 'cka' or 'svcca' (which "
+                "reduces each representation to dims directions first)"
+            )
+        a = self._arrays(self.states, unit, pooling)
+        b = a if self.other is self.lm else self._arrays(self.other_states, unit, pooling)
+        symmetric = b is a and method != "pwcca"  # pwcca weighs by one side's directions
+        matrix = np.empty((len(a), len(b)))
+        for i, x in enumerate(a):
+            for j, y in enumerate(b):
+                if symmetric and j < i:
+                    matrix[i, j] = matrix[j, i]
+                else:
+                    matrix[i, j] = similarity(method, x, y, dims)
+        return SimilarityResult(
+            model_name=self.lm.name,
+            other_name=self.other.name,
+            depths=list(self.states.depths),
+            other_depths=list(self.other_states.depths),
+            matrix=matrix,
+            method=method,
+            unit=unit,
+            n_datapoints=n,
+            settings={"pooling": pooling, "dims": dims},
+        )
+
+    @staticmethod
+    def _arrays(states: LayerStates, unit: str, pooling: str) -> np.ndarray:
+        """(depths, datapoints, neurons) in float64."""
+        chosen = states.tokens if unit == "tokens" else states.pooled[pooling]
+        return chosen.astype(np.float64)

@@ -347,7 +347,31 @@ def _bertviz_case(view: str) -> Case:
     )
 
 
+SENTENCES_SETUP = """
+words = ["cat", "market", "river", "goal", "recipe", "bond", "forest", "match"]
+sentences = [
+    f"Sentence {{i}} tells a story about the {{words[i % 8]}}" + " and more" * (i % 7)
+    for i in range(200)
+]
+"""
+"""200 sentences of 8 to 20 tokens: padding matters, as it does in real sets."""
+
+
 CASES = [
+    Case(  # every layer of 200 sentences, mean-pooled: ours against batched forward passes
+        "embeddings",
+        {"all-MiniLM-L6-v2"},
+        SENTENCES_SETUP,
+        "E['embeddings'](lm, sentences, batch_size=32).states",
+        """pooled = []
+for start in range(0, 200, 32):
+    batch = tokenizer(sentences[start:start + 32], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = torch.stack(model(**batch, output_hidden_states=True).hidden_states)
+    mask = batch["attention_mask"][None, :, :, None]
+    pooled.append((states * mask).sum(2) / mask.sum(2))
+torch.cat(pooled, 1)""",
+    ),
     Case(
         "tokens",
         None,

@@ -110,3 +110,36 @@ def similarity(measure: str, x: np.ndarray, y: np.ndarray, dims: int = 20) -> fl
     if measure == "svcca":
         return svcca(x, y, dims)
     return {"cka": cka, "cca": cca, "pwcca": pwcca}[measure](x, y)
+
+
+def matrix(measure: str, a: list[np.ndarray], b: list[np.ndarray] | None = None, dims: int = 20):
+    """``measure`` of every ``a[i]`` with every ``b[j]`` (``b`` None: ``a`` with itself, a
+    symmetric measure computed once per pair). What depends on one array alone (its centred
+    form and norm for CKA, its top directions for SVCCA) is computed once per array."""
+    same = b is None
+    b = a if same else b
+    if measure == "cka":
+        a = [x - x.mean(0) for x in a]
+        b = a if same else [y - y.mean(0) for y in b]
+        norm_a = [np.linalg.norm(x.T @ x) for x in a]
+        norm_b = norm_a if same else [np.linalg.norm(y.T @ y) for y in b]
+
+        def pair(i, j):
+            return float(np.linalg.norm(b[j].T @ a[i]) ** 2 / (norm_a[i] * norm_b[j]))
+    elif measure == "svcca":
+        a = [top_directions(x, dims) for x in a]
+        b = a if same else [top_directions(y, dims) for y in b]
+
+        def pair(i, j):
+            return float(canonical_correlations(a[i], b[j]).mean())
+    else:
+
+        def pair(i, j):
+            return similarity(measure, a[i], b[j])
+
+    symmetric = same and measure != "pwcca"  # pwcca weighs by one side's directions
+    result = np.empty((len(a), len(b)))
+    for i in range(len(a)):
+        for j in range(len(b)):
+            result[i, j] = result[j, i] if symmetric and j < i else pair(i, j)
+    return result

@@ -14,10 +14,10 @@ from functools import cached_property
 import numpy as np
 
 from ..base import Explainer
-from ..checks import check_choice, check_int
+from ..checks import check_bool, check_choice, check_int
 from ..models import load_model
-from ..render import Result, grid_figure, html_grid
-from .measures import MEASURES, similarity
+from ..render import Result, grid_figure, html_grid, inline_png
+from .measures import MEASURES, matrix
 from .states import POOLINGS, LayerStates, check_texts, layer_states, tokenized
 
 UNITS = ("tokens", "texts")
@@ -77,6 +77,10 @@ class SimilarityResult(Result):
         return [[f"{v:.2f}"[1:] if 0 <= v < 1 else f"{v:.1f}" for v in row] for row in self.matrix]
 
     def to_html(self) -> str:
+        """A table of values up to 12 columns; a wider matrix as the heatmap picture (a
+        table of 31 columns would not fit a page's column)."""
+        if self.matrix.shape[1] > 12:
+            return f'<div class="lmle-similarity">{inline_png(self.figure(), self._title())}</div>'
         tips = [
             [f"{a} / {b}: {self.matrix[i, j]:.3f}" for j, b in enumerate(self.other_depths)]
             for i, a in enumerate(self.depths)
@@ -167,7 +171,13 @@ class RepresentationSimilarityExplainer(Explainer):
         return sum(map(len, self.ids))
 
     def __call__(
-        self, method: str = "cka", unit: str = "tokens", *, pooling: str = "mean", dims: int = 20
+        self,
+        method: str = "cka",
+        unit: str = "tokens",
+        *,
+        pooling: str = "mean",
+        dims: int = 20,
+        drop_first_token: bool = False,
     ) -> SimilarityResult:
         """The ``method`` similarity of every pair of depths.
 
@@ -179,6 +189,10 @@ class RepresentationSimilarityExplainer(Explainer):
             pooling: with ``unit="texts"``: ``"mean"`` (default), ``"cls"`` or ``"last"``.
             dims: SVCCA's directions kept per representation (default 20), 1 .. the fewest
                 of datapoints - 1 and neurons.
+            drop_first_token: with ``unit="tokens"``: leave out each text's first token
+                (default False). In many causal LMs the first position holds a few huge
+                activations (an "attention sink"), thousands of times the others' size, and
+                they dominate CKA.
 
         Returns:
             SimilarityResult: ``matrix`` (depths, other depths), ``to_frame()``,
@@ -187,7 +201,10 @@ class RepresentationSimilarityExplainer(Explainer):
         check_choice(method, "method", MEASURES)
         check_choice(unit, "unit", UNITS)
         check_choice(pooling, "pooling", POOLINGS)
-        n = self._datapoints(unit)
+        drop_first_token = check_bool(drop_first_token, "drop_first_token")
+        if drop_first_token and unit != "tokens":
+            raise ValueError("drop_first_token is for unit='tokens'")
+        n = self._datapoints(unit) - (len(self.texts) if drop_first_token else 0)
         widths = (self.lm.config.get_text_config().hidden_size,
                   self.other.config.get_text_config().hidden_size)  # fmt: skip
         if method == "svcca":
@@ -198,30 +215,29 @@ class RepresentationSimilarityExplainer(Explainer):
                 f"{max(widths)} neurons. Give more text, or use 'cka' or 'svcca' (which "
                 "reduces each representation to dims directions first)"
             )
-        a = self._arrays(self.states, unit, pooling)
-        b = a if self.other is self.lm else self._arrays(self.other_states, unit, pooling)
-        symmetric = b is a and method != "pwcca"  # pwcca weighs by one side's directions
-        matrix = np.empty((len(a), len(b)))
-        for i, x in enumerate(a):
-            for j, y in enumerate(b):
-                if symmetric and j < i:
-                    matrix[i, j] = matrix[j, i]
-                else:
-                    matrix[i, j] = similarity(method, x, y, dims)
+        a = self._arrays(self.states, unit, pooling, drop_first_token)
+        b = None
+        if self.other is not self.lm:
+            b = self._arrays(self.other_states, unit, pooling, drop_first_token)
+        values = matrix(method, list(a), None if b is None else list(b), dims)
         return SimilarityResult(
             model_name=self.lm.name,
             other_name=self.other.name,
             depths=list(self.states.depths),
             other_depths=list(self.other_states.depths),
-            matrix=matrix,
+            matrix=values,
             method=method,
             unit=unit,
             n_datapoints=n,
-            settings={"pooling": pooling, "dims": dims},
+            settings={"pooling": pooling, "dims": dims, "drop_first_token": drop_first_token},
         )
 
     @staticmethod
-    def _arrays(states: LayerStates, unit: str, pooling: str) -> np.ndarray:
+    def _arrays(states: LayerStates, unit: str, pooling: str, drop_first: bool) -> np.ndarray:
         """(depths, datapoints, neurons) in float64."""
-        chosen = states.tokens if unit == "tokens" else states.pooled[pooling]
-        return chosen.astype(np.float64)
+        if unit == "texts":
+            return states.pooled[pooling].astype(np.float64)
+        keep = np.ones(states.tokens.shape[1], dtype=bool)
+        if drop_first:
+            keep[np.cumsum([0, *states.token_counts[:-1]])] = False
+        return states.tokens[:, keep].astype(np.float64)

@@ -159,6 +159,17 @@ def test_cka_is_one_with_itself_and_ignores_rotation_and_scale_but_not_other_map
     assert cca(x, x @ stretch) == pytest.approx(1.0, abs=1e-6)  # CCA ignores any such map
 
 
+def test_the_matrix_of_every_pair_is_each_measure_computed_pair_by_pair():
+    from lm_layers_explainer.representations.measures import matrix
+
+    arrays = [_arrays(seed)[0] for seed in range(3)] + [_arrays(5)[1]]
+    for measure, one in [("cka", cka), ("cca", cca), ("pwcca", pwcca)]:
+        expected = [[one(a, b) for b in arrays] for a in arrays]
+        np.testing.assert_allclose(matrix(measure, arrays), expected, atol=1e-10)
+    expected = [[svcca(a, b, dims=5) for b in arrays[:2]] for a in arrays]
+    np.testing.assert_allclose(matrix("svcca", arrays, arrays[:2], dims=5), expected, atol=1e-10)
+
+
 # --------------------------------------------------------------------------- similarity
 
 
@@ -171,6 +182,11 @@ def test_the_similarity_matrix_is_cka_of_the_models_own_token_states():
     np.testing.assert_allclose(np.diag(result.matrix), 1.0, atol=1e-9)
     assert result.n_datapoints == tokens.shape[1]
     assert result.neighbours().shape == (lm.n_layers,)
+    # without each text's first token ([CLS] here)
+    dropped = Similarity(lm, TEXTS)(method="cka", drop_first_token=True)
+    rest = np.concatenate([own_hidden_states(lm, t)[:, 1:] for t in TEXTS], 1)
+    assert dropped.n_datapoints == rest.shape[1]
+    assert dropped.matrix[0, 2] == pytest.approx(cka(rest[0], rest[2]), abs=1e-6)
 
 
 def test_two_models_compare_by_pooled_texts_and_tokens_need_the_same_tokenizer():
@@ -274,3 +290,15 @@ def test_layer_results_show_every_row_and_come_back_from_json(tmp_path):
     assert result.to_html().count("<tr>") == 1 + 2
     back = load_result(result.save(tmp_path / "layers.json"))
     np.testing.assert_array_equal(back.scores, result.scores)
+
+
+def test_a_wide_similarity_matrix_shows_as_its_picture_and_a_small_one_as_a_table():
+    from lm_layers_explainer.representations import SimilarityResult
+
+    def result(n):
+        names = ["embeddings"] + [f"layer {i}" for i in range(n - 1)]
+        return SimilarityResult("m", "m", names, names, np.eye(n), "cka", "tokens", 50)
+
+    small, wide = result(7).to_html(), result(31).to_html()
+    assert "<table" in small and "<img" not in small
+    assert "<img" in wide and "<table" not in wide

@@ -62,11 +62,11 @@ class SimilarityResult(Result):
         return np.diag(self.matrix, 1)
 
     def _title(self) -> str:
-        against = "itself" if self.other_name == self.model_name else self.other_name
-        return (
-            f"{self.method} of {self.model_name}'s layers (rows) with {against}'s (columns), "
-            f"over {self.n_datapoints} {self.unit}"
-        )
+        if self.other_name == self.model_name:
+            pairs = f"every pair of {self.model_name}'s layers"
+        else:
+            pairs = f"{self.model_name}'s layers (rows) with {self.other_name}'s (columns)"
+        return f"{self.method} of {pairs}, over {self.n_datapoints} {self.unit}"
 
     @staticmethod
     def _short(names: list[str]) -> list[str]:
@@ -97,7 +97,7 @@ class SimilarityResult(Result):
         if self.matrix.shape[1] <= 12:
             return grid_figure(
                 self._title(), self._short(self.other_depths), self._short(self.depths),
-                self._cells(), np.clip(self.matrix, 0, 1), cmap="viridis", row_axis="depth",
+                self._cells(), np.clip(self.matrix, 0, 1), cmap="viridis", row_axis="layer",
             )  # fmt: skip
         figure, axes = plt.subplots(figsize=(7.2, 6.4))
         image = axes.imshow(self.matrix, cmap="viridis", vmin=0, vmax=1)
@@ -107,8 +107,8 @@ class SimilarityResult(Result):
         step = max(1, len(self.other_depths) // 10)
         axes.set_xticks(range(0, len(self.other_depths), step),
                         self._short(self.other_depths)[::step], fontsize=8)  # fmt: skip
-        axes.set_xlabel(f"{self.other_name} depth")
-        axes.set_ylabel(f"{self.model_name} depth")
+        axes.set_xlabel(f"{self.other_name}: layer (emb = the embeddings)")
+        axes.set_ylabel(f"{self.model_name}: layer")
         figure.colorbar(image, ax=axes, shrink=0.8, label=self.method)
         axes.set_title(self._title(), fontsize=9, wrap=True)
         figure.tight_layout()

@@ -192,7 +192,7 @@ class LayerAttributionResult(Result):
         where = "its output at each token" if self.row_axis == "layer" else "each input token"
         return (
             f"{self.model_name}, {self.method}: {self.output_kind} of {self.target_text!r} "
-            f"after {self.question!r} = {self.output:.3g} (baseline {self.baseline_output:.3g})"
+            f"({self.question}) = {self.output:.3g} (baseline {self.baseline_output:.3g})"
             f"; per {self.row_axis}, {where}; last column the row's sum"
         )
 

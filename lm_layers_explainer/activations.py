@@ -15,14 +15,8 @@ import numpy as np
 from .base import Explainer
 from .checks import check_index, check_int, check_number, check_seed
 from .forward import spaced_tokens
-from .render import INLINE_FONT, INLINE_WIDTH, Result, escape, inline_png, visible
+from .render import INLINE_FONT, INLINE_WIDTH, PALETTE, Result, escape, inline_png, visible
 from .tasks import run
-
-# Ten colours that stay apart on screen and in print (matplotlib's tab10).
-PALETTE = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-]  # fmt: skip
 
 
 def _colour(index: int) -> str:

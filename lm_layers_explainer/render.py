@@ -32,6 +32,13 @@ print (its output tables, 12 px)."""
 INLINE_WIDTH = 7.2
 """Width in inches of the figures results embed in their HTML (see :data:`INLINE_DPI`)."""
 INLINE_FONT = 9
+
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+"""Ten colours that stay apart on screen and in print (matplotlib's tab10), for factors and
+labels."""
 """Smallest font size, in points, of the figures results embed in their HTML."""
 
 

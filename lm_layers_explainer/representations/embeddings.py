@@ -14,15 +14,10 @@ import numpy as np
 
 from ..base import Explainer
 from ..checks import check_choice, check_int, check_number, check_seed
-from ..render import INLINE_FONT, INLINE_WIDTH, Result, escape
+from ..render import INLINE_FONT, INLINE_WIDTH, PALETTE, Result, escape
 from .states import POOLINGS, LayerStates, check_texts, depth_names, layer_states, tokenized
 
 PROJECTIONS = ("pca", "tsne", "umap")
-PALETTE = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-]  # fmt: skip
-"""matplotlib's tab10: ten label colours that stay apart on screen and in print."""
 
 
 def check_labels_for(labels, n: int, name: str = "labels") -> list[str] | None:

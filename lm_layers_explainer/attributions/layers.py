@@ -14,7 +14,7 @@ baseline, ``n_steps``) and live in :data:`LAYER_METHODS`, a table like
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -116,6 +116,7 @@ LAYER_METHODS: dict[str, Method] = {
             cite="sundararajan2017axiomatic",
             batched=True,
             count_passes=_steps,
+            per_layer=True,
         ),
         Method(
             "layer_gradient_x_activation",
@@ -251,6 +252,9 @@ def explain_layers(explainer, spec: Method, index: int, text: str, settings: dic
         rows = [f"layer {k}" for k in chosen]
     desc = f"{spec.name} ({len(rows)} {'layers' if len(rows) > 1 else 'layer'}, batches of "
     desc += f"{settings['internal_batch_size']})"
+    if spec.per_layer and len(rows) > 1:
+        one_layer = spec.count_passes
+        spec = replace(spec, count_passes=lambda *args: len(rows) * one_layer(*args))
     attribution, _, seconds = attribute(spec, question, settings, desc)
     per_row = attribution if spec.family == "layer" else attribution[0][None]
     scores = per_row.double().sum(-1).cpu().numpy()  # (rows, tokens)

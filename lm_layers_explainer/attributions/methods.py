@@ -101,6 +101,7 @@ class Method:
     rows: Callable[[int | None], int] = lambda n_samples: 1  # else: inputs in its one pass
     random_baselines: bool = False
     count_passes: Callable[[int, int, int, int | None], int] = _one_pass
+    per_layer: bool = False  # a layer method that runs once per layer (passes x layers)
 
     def passes(self, n_tokens: int, n_steps: int, batch: int, n_samples: int | None) -> int:
         """About how many calls of f one attribution makes (for its progress bar)."""

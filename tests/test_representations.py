@@ -302,3 +302,19 @@ def test_a_wide_similarity_matrix_shows_as_its_picture_and_a_small_one_as_a_tabl
     small, wide = result(7).to_html(), result(31).to_html()
     assert "<table" in small and "<img" not in small
     assert "<img" in wide and "<table" not in wide
+
+
+def test_a_multi_label_classifiers_layer_rows_sum_to_its_sigmoid_not_a_softmax():
+    import copy
+
+    base = load_model("tiny-bert", kind="classifier")
+    model = copy.deepcopy(base.model)
+    model.config.problem_type = "multi_label_classification"
+    lm = load_model((model, base.tokenizer))
+    result = Attributions(lm, "the cat sat")(method="layer_conductance", target=0, n_steps=64)
+    with torch.no_grad():
+        logits = model(**base.tokenizer("the cat sat", return_tensors="pt")).logits[0]
+    assert result.output == pytest.approx(float(logits.sigmoid()[0]), abs=1e-6)
+    for total, delta in zip(result.totals, result.deltas, strict=True):
+        assert total - delta == pytest.approx(result.output - result.baseline_output, abs=1e-9)
+        assert abs(delta) < 0.05 * abs(result.output - result.baseline_output) + 1e-4

@@ -488,6 +488,33 @@ class AttributionsExplainer(Explainer):
         batch = internal_batch_size if spec.batched else fit.rows
         return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
 
+    def question(self, explained: Explained, index: int, settings: dict, foil=None) -> Question:
+        """What every method (token, layer or neuron) is asked about ``explained``: ``f``
+        of the input embeddings for target ``index`` (minus ``foil``'s), with the input, the
+        baseline and the checked ``settings``."""
+        x = explained.embeddings()
+        return Question(
+            f=explained.f(index, settings["output"], foil),
+            x=x.clone().requires_grad_(True),  # captum warns when it has to set this itself
+            baseline=explained.baseline(x, settings["baseline"]),
+            feature_mask=per_token_mask(x),
+            baseline_sampler=lambda n: explained.random_baselines(x, n, settings["seed"]),
+            n_steps=settings["n_steps"],
+            internal_batch_size=settings["internal_batch_size"],
+            n_samples=settings["n_samples"],
+            window=settings["window"],
+        )
+
+    def outputs(self, explained: Explained, index: int, settings: dict, foil=None):
+        """f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
+        explainer and baseline kind), read as ``f`` reads them (a sigmoid for a multi-label
+        classifier)."""
+        explained.compute_logits(settings["baseline"])
+        sigmoid = multi_label(self.lm)
+        output = read(explained.logits(), index, settings["output"], foil, sigmoid)
+        baseline_logits = explained.baseline_logits(settings["baseline"])
+        return output, read(baseline_logits, index, settings["output"], foil, sigmoid)
+
     def _run(
         self,
         spec,
@@ -502,41 +529,16 @@ class AttributionsExplainer(Explainer):
         lm = self.lm
         explained = (explained or self.explained).attributing(settings["attributed"])
         foil, foil_text = contrast or (None, None)
-        x = explained.embeddings()
-        f = explained.f(index, settings["output"], foil)
-        baseline = explained.baseline(x, settings["baseline"])
-        question = Question(
-            f=f,
-            x=x.clone().requires_grad_(True),  # captum warns when it has to set this itself
-            baseline=baseline,
-            feature_mask=per_token_mask(x),
-            baseline_sampler=lambda n: explained.random_baselines(x, n, settings["seed"]),
-            n_steps=settings["n_steps"],
-            internal_batch_size=settings["internal_batch_size"],
-            n_samples=settings["n_samples"],
-            window=settings["window"],
-        )
+        question = self.question(explained, index, settings, foil)
         batch = settings["internal_batch_size"]
         desc = f"{spec.name} ({len(explained.ids)} tokens, batches of {batch})"
         attribution, delta, seconds = attribute(spec, question, settings, desc)
         scores = token_scores(spec, attribution.detach()[0].double()).cpu().numpy()
-        # f(x) and f(x') from the logits the explainer keeps (one forward pass for both, per
-        # explainer and baseline kind); deeplift_shap's x' are its random baselines.
-        explained.compute_logits(settings["baseline"])
-        sigmoid = multi_label(lm)
-        output = read(explained.logits(), index, settings["output"], foil, sigmoid)
+        output, baseline_output = self.outputs(explained, index, settings, foil)
         if spec.random_baselines:  # x' is a sample: f(x') is its mean
             with torch.no_grad():
                 references = question.baseline_sampler(settings["n_samples"])
-                baseline_output = float(f(references).mean())
-        else:
-            baseline_output = read(
-                explained.baseline_logits(settings["baseline"]),
-                index,
-                settings["output"],
-                foil,
-                sigmoid,
-            )
+                baseline_output = float(question.f(references).mean())
         return AttributionResult(
             method=spec.name,
             model_name=lm.name,

@@ -21,8 +21,8 @@ import torch
 
 from ..checks import check_index, check_int
 from ..render import INLINE_WIDTH, Result, grid_figure, html_grid
-from .explained import attribute, read
-from .methods import Method, Question, _batches, _captum, per_token_mask
+from .explained import attribute
+from .methods import Method, Question, _batches, _captum
 
 
 def _layer_evaluations(q: Question, inputs: torch.Tensor):
@@ -233,14 +233,7 @@ def explain_layers(explainer, spec: Method, index: int, text: str, settings: dic
     lm = explainer.lm
     explained = explainer.explained
     foil, _ = contrast or (None, None)
-    x = explained.embeddings()
-    f = explained.f(index, settings["output"], foil)
-    question = Question(
-        f=f, x=x.clone().requires_grad_(True), baseline=explained.baseline(x, settings["baseline"]),
-        feature_mask=per_token_mask(x), baseline_sampler=lambda n: None,
-        n_steps=settings["n_steps"], internal_batch_size=settings["internal_batch_size"],
-        n_samples=None, window=1,
-    )  # fmt: skip
+    question = explainer.question(explained, index, settings, foil)
     n_layers = lm.n_layers
     if spec.family == "neuron":
         question.layer = lm.family.find_feed_forward(lm.layers[layer])
@@ -258,10 +251,7 @@ def explain_layers(explainer, spec: Method, index: int, text: str, settings: dic
     attribution, _, seconds = attribute(spec, question, settings, desc)
     per_row = attribution if spec.family == "layer" else attribution[0][None]
     scores = per_row.double().sum(-1).cpu().numpy()  # (rows, tokens)
-    explained.compute_logits(settings["baseline"])
-    output = read(explained.logits(), index, settings["output"], foil)
-    baseline_output = read(explained.baseline_logits(settings["baseline"]), index,
-                           settings["output"], foil)  # fmt: skip
+    output, baseline_output = explainer.outputs(explained, index, settings, foil)
     return LayerAttributionResult(
         method=spec.name, model_name=lm.name, tokens=list(explained.tokens), rows=rows,
         scores=scores, target=index, target_text=text, question=explained.question,

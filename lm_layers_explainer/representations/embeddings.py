@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -329,11 +330,9 @@ class EmbeddingsExplainer(Explainer):
                 if n_neighbors is None
                 else check_int(n_neighbors, "n_neighbors", 2, n - 1)
             )
-        groups = None if self.labels is None else set(self.labels)
-        if groups is not None and (len(groups) < 2 or min(map(self.labels.count, groups)) < 2):
-            separate = False  # a score needs two groups with two members each
-        else:
-            separate = groups is not None
+        # a score needs two groups with two members each
+        counts = Counter(self.labels or ())
+        separate = len(counts) >= 2 and min(counts.values()) >= 2
         pooled = self.states.pooled[pooling][chosen]
         coordinates = np.stack([project(s, projection, seed, **options) for s in pooled])
         scores = [separation(s, self.labels, seed) for s in pooled] if separate else None

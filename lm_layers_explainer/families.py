@@ -81,7 +81,10 @@ class Family:
     ``feed_forward``: the last linear layer of a block's feed-forward network, whose input is
     the vector of neuron activations; ``query_key``: for the neuron view; ``neuron_view``:
     how bertviz's neuron view adds special tokens (``"bert"``, ``"roberta"`` or ``"gpt2"``
-    for none).
+    for none); ``attention_output``: a block's attention output projection (its input
+    holds each head's output side by side, its output is what attention adds to the
+    residual stream); ``mlp``: the block's feed-forward network, whose output is what it
+    adds to the residual stream (paths in a block; empty: :data:`DEFAULT`'s).
     """
 
     model_type: str
@@ -92,6 +95,8 @@ class Family:
     neuron_view: str | None = None
     position_embeddings: tuple[str, ...] = ()
     token_type_embeddings: tuple[str, ...] = ()
+    attention_output: tuple[str, ...] = ()
+    mlp: tuple[str, ...] = ()
 
     def find_embedding(self, base_model: nn.Module, kind: str) -> nn.Module | None:
         """The module that embeds each token's ``position`` or ``token_type`` (paths in the
@@ -129,6 +134,19 @@ class Family:
         raise ValueError(
             f"could not find the feed-forward layer of {type(block).__name__}; known layouts: "
             + ", ".join(self.feed_forward)
+        )
+
+    def find_sublayer(self, block: nn.Module, what: str) -> nn.Module:
+        """A block's ``attention_output`` or ``mlp`` module (this family's paths, else
+        :data:`DEFAULT`'s); a ValueError naming the paths tried if none is there."""
+        paths = getattr(self, what) or getattr(DEFAULT, what)
+        for path in paths:
+            module = module_at(block, path)
+            if module is not None:
+                return module
+        raise ValueError(
+            f"could not find the {what.replace('_', ' ')} of {type(block).__name__}; known "
+            f"layouts: {', '.join(paths)} (add the model's to its family, see families.py)"
         )
 
     def projections(self, block: nn.Module) -> list[nn.Module]:
@@ -190,6 +208,8 @@ def config_value(config, what: str):
 
 _LLAMA_STYLE = {
     "final_norm": ("norm",),
+    "attention_output": ("self_attn.o_proj",),
+    "mlp": ("mlp",),
     "head": ("lm_head",),
     "feed_forward": ("mlp.down_proj",),
     "query_key": QueryKey(
@@ -229,6 +249,8 @@ for _family in [
         final_norm=("ln_f",),
         head=("lm_head",),
         feed_forward=("mlp.c_proj",),
+        attention_output=("attn.c_proj",),
+        mlp=("mlp",),
         query_key=QueryKey(("attn.c_attn",), layout="fused"),
         neuron_view="gpt2",
     ),
@@ -260,6 +282,15 @@ DEFAULT = Family(
         "fc2",  # BART, OPT, Marian, Whisper
         "layer.-1.DenseReluDense.wo",  # T5
     ),
+    attention_output=(
+        "self_attn.o_proj",  # Llama, Mistral, Qwen, Gemma, SmolLM
+        "attn.c_proj",  # GPT-2
+        "attention.dense",  # GPT-NeoX, Pythia
+        "attn.out_proj",  # GPT-J
+        "self_attn.dense",  # Phi
+        "self_attn.out_proj",  # OPT, BART
+    ),
+    mlp=("mlp", "feed_forward"),
 )
 """For a model type not in :data:`FAMILIES`: the names common to transformers models."""
 

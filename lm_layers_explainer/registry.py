@@ -46,6 +46,9 @@ ENTRY_POINTS: dict[str, str] = {
     "zero_shot": "lm_layers_explainer.attributions:ZeroShotExplainer",
     "similarity": "lm_layers_explainer.attributions:SimilarityExplainer",
     "image_classification": "lm_layers_explainer.attributions:ImageClassificationExplainer",
+    "logit_attribution": "lm_layers_explainer.components:LogitAttributionExplainer",
+    "patching": "lm_layers_explainer.components:PatchingExplainer",
+    "attention_flow": "lm_layers_explainer.attention_flow:AttentionFlowExplainer",
 }
 """Entry-point name -> ``module:attribute`` of the explainer class (imported on first use)."""
 

@@ -29,8 +29,9 @@ from .render import FORMAT, NOT_SAVED, VERSION
 
 def result_classes() -> dict[str, type]:
     """Every result class by name: the kinds a file may name."""
-    from . import activations, attention, predictions, rankings, tokens  # noqa: F401
+    from . import activations, attention, attention_flow, predictions, rankings, tokens  # noqa: F401
     from .attributions import images, layers, results  # noqa: F401
+    from .components import logit_attribution, patching  # noqa: F401
     from .render import Result
     from .representations import embeddings, similarity  # noqa: F401
 

@@ -515,6 +515,41 @@ class AttributionsExplainer(Explainer):
         baseline_logits = explained.baseline_logits(settings["baseline"])
         return output, read(baseline_logits, index, settings["output"], foil, sigmoid)
 
+    def scored(
+        self, scores, method: str, target=None, foil=None, *, output: str = "probability"
+    ) -> AttributionResult:
+        """Token scores computed elsewhere (attention rollout or flow) as an attribution of
+        ``target``, so that ``faithfulness()`` ranks their tokens as it ranks any method's.
+
+        >>> attributions.scored(rollout_scores, "attention_rollout").faithfulness()
+        """
+        import numpy as np
+
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (len(self.ids),):
+            raise ValueError(
+                f"scores must hold one number per token ({len(self.ids)}); got shape {scores.shape}"
+            )
+        # Faithfulness runs forward passes only: a perturbation method's batch fits them.
+        settings = self._settings(METHODS["feature_ablation"], **{**CALL_OPTIONS, "output": output})
+        contrast = None if foil is None else self.resolve_target(foil, "foil")
+        if target is None:
+            self.explained.compute_logits(settings["baseline"])
+        index, text = self.resolve_target(target)
+        _check_contrast(contrast, index, text)
+        foil_index, foil_text = contrast or (None, None)
+        output_value, baseline_output = self.outputs(self.explained, index, settings, foil_index)
+        explained = self.explained
+        return AttributionResult(
+            method=method, model_name=self.lm.name, tokens=explained.tokens,
+            token_ids=list(explained.ids), scores=scores,
+            attributable=explained.attributable.copy(), target=index, target_text=text,
+            question=explained.question, output_kind=output, output=output_value,
+            baseline_output=baseline_output, delta=None, seconds=0.0, explained=explained,
+            settings=dict(settings), foil=foil_index, foil_text=foil_text,
+            n_encoder=explained.n_encoder,
+        )  # fmt: skip
+
     def _run(
         self,
         spec,

@@ -1,0 +1,303 @@
+"""Activation patching: run the corrupted text, put back one activation from the clean run,
+and see how much of the clean answer returns (Meng et al. 2022; Heimersheim & Nanda 2024).
+
+The metric is the normalized logit difference
+``(d(patched) - d(corrupted)) / (d(clean) - d(corrupted))``, with ``d`` the logit of the
+target minus the foil's (the target's logit alone without a foil), read at the last
+position: 0 is the corrupted run, 1 the clean one. Every patch is one forward pass; they run
+as rows of batches, one row left unpatched to read ``d(corrupted)``.
+
+>>> patch = lm_layers_explainer["patching"]("SmolLM2-135M-Instruct",
+...     "The Eiffel Tower is in the city of", "The Colosseum is in the city of")
+>>> patch(target=" Paris", foil=" Rome", over="residual").scores.shape   # layers x tokens
+(30, 9)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..base import Explainer
+from ..checks import check_choice, check_int, check_text
+from ..forward import token_id
+from ..memory import rows_that_fit
+from ..render import INLINE_WIDTH, Result, escape, grid_figure, html_grid, progress
+from ..tasks import encode, takes_logits_to_keep, token_texts
+from .logit_attribution import visible_text
+from .stream import SITES, Sites, stacked
+
+POSITIONS = ("each", "all")
+"""Patch one position per run (``each``: a layer x position grid) or every position at
+once (``all``: one column per layer; the only way for ``heads``, a layer x head grid)."""
+
+
+@dataclass
+class PatchingResult(Result):
+    """``scores[r, c]``: the normalized logit difference after patching the clean ``over``
+    activation of layer ``rows[r]`` at ``columns[c]`` (a position, a head, or ``all``) into
+    the corrupted run; 0 is the corrupted run, 1 the clean one."""
+
+    model_name: str
+    over: str
+    clean_tokens: list[str]
+    corrupted_tokens: list[str]
+    rows: list[str]
+    columns: list[str]
+    scores: np.ndarray
+    target: int
+    target_text: str
+    clean_value: float
+    corrupted_value: float
+    foil: int | None = None
+    foil_text: str | None = None
+    settings: dict = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        r, c = np.unravel_index(np.nanargmax(self.scores), self.scores.shape)
+        return (
+            f"PatchingResult({self.over}, {len(self.rows)} x {len(self.columns)}; "
+            f"{self.metric()}: clean {self.clean_value:.4g}, corrupted "
+            f"{self.corrupted_value:.4g}; highest {self.rows[r]} {self.columns[c]} "
+            f"{self.scores[r, c]:.3f})"
+        )
+
+    def metric(self) -> str:
+        """What ``d`` is, in words."""
+        what = f"logit of {self.target_text!r}"
+        return what + (f" - logit of {self.foil_text!r}" if self.foil is not None else "")
+
+    def to_frame(self):
+        """Columns ``layer, column, restored`` (``column``: a position, a head or ``all``),
+        one row per patch."""
+        import pandas as pd
+
+        cells = [
+            (row, column, float(self.scores[r, c]))
+            for r, row in enumerate(self.rows)
+            for c, column in enumerate(self.columns)
+        ]
+        return pd.DataFrame(cells, columns=["layer", "column", "restored"])
+
+    def _title(self) -> str:
+        return (
+            f"{self.model_name}: clean {self.over} patched into the corrupted run; "
+            f"normalized {self.metric()} (clean {self.clean_value:.2f} = 1, corrupted "
+            f"{self.corrupted_value:.2f} = 0)"
+        )
+
+    def _grid(self):
+        largest = max(1.0, float(np.nanmax(np.abs(self.scores))))
+        cells = [[f"{v:.2f}" for v in row] for row in self.scores]
+        shades = [[0.5 + 0.5 * v / largest for v in row] for row in self.scores]
+        return cells, shades
+
+    def to_html(self) -> str:
+        cells, shades = self._grid()
+        grid = html_grid(self._title(), self.columns, self.rows, cells, shades, cmap="RdBu_r")
+        note = (
+            "Red: the patch restores the clean answer (1 = all of it); white: nothing; blue: "
+            "it moves further from the clean answer than the corrupted run. Clean: "
+            f"{escape(''.join(self.clean_tokens))!s}; corrupted: "
+            f"{escape(''.join(self.corrupted_tokens))!s}."
+        )
+        return f'<div class="lmle-patching">{grid}<div style="font-size:12px">{note}</div></div>'
+
+    def figure(self):
+        """The grid, red where the patch restores the clean answer."""
+        cells, shades = self._grid()
+        figure = grid_figure(self._title(), self.columns, self.rows, cells, shades,
+                             cmap="RdBu_r")  # fmt: skip
+        figure.set_figwidth(max(INLINE_WIDTH, figure.get_figwidth()))
+        return figure
+
+
+class PatchingExplainer(Explainer):
+    """Activation patching: which layers, positions and heads carry the clean text's answer
+    into a corrupted text's run.
+
+    >>> patch = lm_layers_explainer["patching"]("tiny-gpt2", "The cat sat", "The dog sat")
+    >>> patch(over="heads").scores.shape                     # (layers, heads)
+    """
+
+    accepts = ("causal",)
+    entry_point = "patching"
+    text_names = ("clean", "corrupted")
+    text_required = True
+
+    def __init__(self, model, clean: str, corrupted: str):
+        corrupted = check_text(corrupted, "corrupted")
+        super().__init__(model, clean)
+        self.corrupted = corrupted
+        self.corrupted_sequence = encode(self.lm, corrupted, names=("corrupted", "corrupted"))
+        clean_tokens = token_texts(self.lm.tokenizer, self.sequence.ids)
+        corrupted_tokens = token_texts(self.lm.tokenizer, self.corrupted_sequence.ids)
+        if len(clean_tokens) != len(corrupted_tokens):
+            raise ValueError(
+                f"clean and corrupted must be as many tokens long, so that positions match; "
+                f"clean is {len(clean_tokens)} tokens {clean_tokens}, corrupted "
+                f"{len(corrupted_tokens)} {corrupted_tokens}"
+            )
+        self.clean_tokens, self.corrupted_tokens = clean_tokens, corrupted_tokens
+        self.sites = Sites(self.lm)
+        self._clean = None
+
+    def check_model(self, lm) -> None:
+        if lm.kind != "causal":
+            raise ValueError(
+                f"model must be a causal LM for patching (it reads the next token's logits); "
+                f"{lm.name} is {lm.kind!r}"
+            )
+
+    def clean_run(self) -> dict:
+        """The clean text's activations at every site and layer (kept)."""
+        if self._clean is None:
+            ids = torch.tensor([self.sequence.ids], device=self.lm.device)
+            self._clean = self.sites.record(ids)
+        return self._clean
+
+    def __call__(
+        self,
+        target=None,
+        foil=None,
+        *,
+        over: str = "residual",
+        positions: str | None = None,
+        batch_size: int | None = None,
+    ) -> PatchingResult:
+        """Patch each clean activation of kind ``over`` (``residual``, ``attention``,
+        ``mlp`` or ``heads``) into the corrupted run, one run per cell.
+
+        Args:
+            target: the token whose logit is read (text or id; None: the clean run's top
+                prediction). foil: a token whose logit is subtracted (None: none).
+            over: ``residual``, the stream each block reads (layer 0's: the embeddings);
+                ``attention`` or ``mlp``, what a block's attention or MLP adds to it;
+                ``heads``, one head's output at every position.
+            positions: ``each`` (one position per run; the default but for heads) or
+                ``all`` (every position at once; the only choice for heads).
+            batch_size: runs per forward pass (None: as many as fit, up to 4,096 tokens).
+
+        Returns:
+            A :class:`PatchingResult`: ``scores`` layers x positions (or heads, or one
+            ``all`` column), 0 = corrupted, 1 = clean.
+        """
+        lm = self.lm
+        over = check_choice(over, "over", SITES)
+        if positions is None:
+            positions = "all" if over == "heads" else "each"
+        positions = check_choice(positions, "positions", POSITIONS)
+        if over == "heads" and positions == "each":
+            raise ValueError(
+                "over='heads' patches a head at every position (positions='all'); patch one "
+                "position with over='attention' (a layer's heads together)"
+            )
+        n = len(self.sequence.ids)
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", 1, 4096)
+        target_index = None if target is None else token_id(lm, target, "target")
+        foil_index = None if foil is None else token_id(lm, foil, "foil")
+        if foil_index is not None and foil_index == target_index:
+            raise ValueError(f"foil must differ from the target; both are {target!r}")
+        clean = self.clean_run()
+        if target_index is None:
+            target_index = int(clean["logits"].argmax())
+            if foil_index == target_index:
+                raise ValueError(
+                    f"foil {foil!r} is the clean run's top prediction, which target=None "
+                    "explains; give a target"
+                )
+
+        def value(logits: torch.Tensor) -> torch.Tensor:
+            d = logits[..., target_index].double()
+            return d if foil_index is None else d - logits[..., foil_index].double()
+
+        sites = self.sites
+        columns_of = (
+            range(sites.n_heads) if over == "heads" else range(n) if positions == "each" else [None]
+        )
+        cells = [(layer, c) for layer in range(sites.n_layers) for c in columns_of]
+        batch = batch_size or rows_that_fit(lm, n, backward=False).rows
+        values = self._patched(over, cells, clean, batch, value)
+        corrupted_value, patched = float(values[0]), values[1:]
+        clean_value = float(value(clean["logits"]))
+        if abs(clean_value - corrupted_value) < 1e-6 * max(1.0, abs(clean_value)):
+            what = "logit" if foil_index is None else "logit difference"
+            raise ValueError(
+                f"the clean and corrupted runs give the same {what} ({clean_value:.6g}): "
+                "there is nothing for a patch to restore; choose a target (and foil) the two "
+                "texts disagree on"
+            )
+        scores = ((patched - corrupted_value) / (clean_value - corrupted_value)).reshape(
+            sites.n_layers, len(columns_of)
+        )
+        if over == "heads":
+            columns = [f"h{h}" for h in columns_of]
+        elif positions == "all":
+            columns = ["all"]
+        else:
+            columns = [
+                f"{t}:{a}" if a == b else f"{t}:{a}/{b}"
+                for t, (a, b) in enumerate(
+                    zip(self.clean_tokens, self.corrupted_tokens, strict=True)
+                )
+            ]
+        return PatchingResult(
+            model_name=lm.name,
+            over=over,
+            clean_tokens=self.clean_tokens,
+            corrupted_tokens=self.corrupted_tokens,
+            rows=[f"layer {k}" for k in range(sites.n_layers)],
+            columns=columns,
+            scores=scores,
+            target=target_index,
+            target_text=visible_text(lm, target_index),
+            clean_value=clean_value,
+            corrupted_value=corrupted_value,
+            foil=foil_index,
+            foil_text=None if foil_index is None else visible_text(lm, foil_index),
+            settings={"positions": positions, "batch_size": batch, "runs": len(cells)},
+        )
+
+    def _patched(self, over: str, cells, clean: dict, batch: int, value) -> np.ndarray:
+        """``value`` of the last position's logits for an unpatched corrupted run, then for
+        each (layer, column) patch, run as rows of batches of ``batch``."""
+        lm, sites = self.lm, self.sites
+        rows = [None, *cells]  # the first row: nothing patched
+        ids = torch.tensor([self.corrupted_sequence.ids], device=lm.device)
+        keep = {"logits_to_keep": 1} if takes_logits_to_keep(lm) else {}
+        size = sites.head_size
+        out = []
+        starts = range(0, len(rows), batch)
+        for start in progress(starts, desc=f"patching {over} ({len(rows)} runs)"):
+            chunk = rows[start : start + batch]
+            by_layer: dict[int, list[tuple[int, int | None]]] = {}
+            for r, cell in enumerate(chunk):
+                if cell is not None:
+                    by_layer.setdefault(cell[0], []).append((r, cell[1]))
+
+            def edit_for(layer, by_layer=by_layer):
+                source = clean[over][layer]
+
+                def edit(tensor):
+                    tensor = tensor.clone()
+                    for r, column in by_layer[layer]:
+                        if over == "heads":
+                            part = slice(column * size, (column + 1) * size)
+                            tensor[r, :, part] = source[:, part]
+                        elif column is None:
+                            tensor[r] = source
+                        else:
+                            tensor[r, column] = source[column]
+                    return tensor
+
+                return edit
+
+            with stacked(sites.hooked(over, k, edit_for(k)) for k in by_layer), torch.no_grad():
+                logits = lm.model(
+                    input_ids=ids.expand(len(chunk), -1), use_cache=False, **keep
+                ).logits[:, -1]
+            out.append(value(logits).cpu().numpy())
+        return np.concatenate(out)

@@ -357,7 +357,28 @@ sentences = [
 """200 sentences of 8 to 20 tokens: padding matters, as it does in real sets."""
 
 
+PATCHING_SETUP = """
+corrupted = " Narita airport is in the city of"  # 8 tokens, as the text
+bad = torch.tensor([tokenizer(corrupted)["input_ids"]])
+assert bad.shape == ids.shape
+runs = 30 * 8 + 1  # every layer's stream at every position, and the unpatched run
+"""
+"""Activation patching over the residual stream x positions on SmolLM2's 8-token text: the
+bare floor is the same number of forward passes of the corrupted text, in batches of 32 (as
+ours chooses here), only the last position unembedded."""
+
+
 CASES = [
+    Case(  # 240 patched runs and one unpatched, against as many bare forward passes
+        "patching, residual x positions (30 x 8 runs)",
+        {"SmolLM2-135M-Instruct"},
+        PATCHING_SETUP,
+        "E['patching'](lm, text, corrupted)(target=' London', foil=' Tokyo', batch_size=32)",
+        """with torch.no_grad():
+    for start in range(0, runs, 32):
+        rows = min(32, runs - start)
+        model(input_ids=bad.expand(rows, -1), use_cache=False, logits_to_keep=1).logits""",
+    ),
     Case(  # every layer of 200 sentences, mean-pooled: ours against batched forward passes
         "embeddings",
         {"all-MiniLM-L6-v2"},

@@ -29,10 +29,11 @@ METHODS = ("raw", "rollout", "flow")
 """``raw``: each layer's attention averaged over heads; ``rollout`` and ``flow``: the
 paper's two ways of following it down the layers, with the residual connection."""
 
-FLOW_MAX_TOKENS = 48
+FLOW_MAX_TOKENS = 128
 """Attention flow solves one maximum-flow problem per layer and input token on a graph of
-layers x tokens^2 edges; past this length (about 40 s on SmolLM2's 30 layers on the machine
-this was measured on) it is refused: use rollout."""
+layers x tokens^2 edges, so its cost grows about as the cube of the length (on 2 CPU cores,
+SmolLM2's 30 layers: 3 s at 64 tokens, 29 s at 128, 211 s at 256); past this length it is
+refused: use rollout."""
 
 
 def with_residual(attention: np.ndarray) -> np.ndarray:

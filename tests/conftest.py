@@ -73,6 +73,9 @@ def every_explainer_result(text: str) -> dict:
         "representation_similarity": explain["representation_similarity"](
             bert, [text, "a dog", "the cat"], other=gpt2
         )(unit="texts"),
+        "logit_attribution": explain["logit_attribution"](gpt2, text)(foil=" the"),
+        "patching": explain["patching"](gpt2, text, text.replace("cat", "dog"))(),
+        "attention_flow": explain["attention_flow"](gpt2, text)(method="flow"),
         "attributions_seq2seq": explain["attributions"]("tiny-bart", text)(
             method="input_x_gradient", target=" the"
         ),

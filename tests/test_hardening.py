@@ -372,7 +372,50 @@ CASES = [
      "layer_conductance explains one target token"),
     ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(method="layer_lrp"),
      ValueError, "method must be one of saliency, .*, neuron_conductance; got 'layer_lrp'"),
+    ("logit_attribution", lambda: E["logit_attribution"]("tiny-bert", "the cat"), ValueError,
+     "model must be a causal LM for logit_attribution"),
+    ("logit_attribution", lambda: E["logit_attribution"]("tiny-gpt2", ""), ValueError,
+     "text must"),
+    ("logit_attribution", lambda: E["logit_attribution"]("tiny-gpt2", "The cat")(
+        target=" the cat"), ValueError, "target must be one token of tiny-gpt2's vocabulary"),
+    ("logit_attribution", lambda: E["logit_attribution"]("tiny-gpt2", "The cat")(
+        target=10**6), ValueError, r"target must be in 0\.\.\d+; got 1000000"),
+    ("logit_attribution", lambda: E["logit_attribution"]("tiny-gpt2", "The cat")(
+        target=" the", foil=" the"), ValueError, "foil must differ from the target"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat down"),
+     ValueError, "clean and corrupted must be as many tokens long.*clean is 3 tokens"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", 42), TypeError,
+     "corrupted must be a string"),
+    ("patching", lambda: E["patching"]("tiny-bert", "the cat", "the dog"), ValueError,
+     "model must be a causal LM for patching"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat")(
+        over="neurons"), ValueError, "over must be one of residual, attention, mlp, heads"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat")(
+        over="heads", positions="each"), ValueError, "over='heads' patches a head at every"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat")(
+        positions="some"), ValueError, "positions must be one of each, all"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat")(
+        batch_size=0), ValueError, r"batch_size must be in 1\.\.4096; got 0"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat")(
+        target=" the", foil=" the cat"), ValueError, "foil must be one token"),
+    ("attention_flow", lambda: E["attention_flow"]("tiny-gpt2", "The cat sat")(
+        method="lrp"), ValueError, "method must be one of raw, rollout, flow; got 'lrp'"),
+    ("attention_flow", lambda: E["attention_flow"]("tiny-gpt2", "The cat sat")(
+        position=3), ValueError, r"position must be in 0\.\.2; got 3"),
+    ("attention_flow", lambda: E["attention_flow"]("tiny-bart", "The cat sat"), ValueError,
+     "attention_flow follows one stack's self-attention"),
+    ("attention_flow", lambda: _flow_capped(2, lambda: E["attention_flow"](
+        "tiny-gpt2", "The cat sat")(method="flow")), ValueError,
+     "method='flow' takes texts of at most 2 tokens.*this text is 3: use method='rollout'"),
 ]  # fmt: skip
+
+
+def _flow_capped(cap, call):
+    """``call()`` with attention flow refused past ``cap`` tokens."""
+    from unittest import mock
+
+    with mock.patch("lm_layers_explainer.attention_flow.FLOW_MAX_TOKENS", cap):
+        return call()
 
 
 def test_the_table_covers_every_entry_point_with_enough_cases():

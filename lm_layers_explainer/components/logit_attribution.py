@@ -227,7 +227,7 @@ class LogitAttributionExplainer(Explainer):
         self._recorded = None
 
     def check_model(self, lm) -> None:
-        if lm.kind != "causal":
+        if lm.task.explains != "next_token" or lm.task.encoder_decoder:  # a causal LM
             raise ValueError(
                 f"model must be a causal LM for logit_attribution (it splits the next token's "
                 f"logit); {lm.name} is {lm.kind!r}"

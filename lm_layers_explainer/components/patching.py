@@ -145,7 +145,7 @@ class PatchingExplainer(Explainer):
         self._clean = None
 
     def check_model(self, lm) -> None:
-        if lm.kind != "causal":
+        if lm.task.explains != "next_token" or lm.task.encoder_decoder:  # a causal LM
             raise ValueError(
                 f"model must be a causal LM for patching (it reads the next token's logits); "
                 f"{lm.name} is {lm.kind!r}"

@@ -29,6 +29,9 @@ ECCO = "ecco==0.1.2"
 # book's kernel does not allow; what they import besides our own requirements is PEER_IMPORTS.
 PEERS = ["inseq==0.7.0", "transformers-interpret==0.10.0"]
 PEER_IMPORTS = ["rich>=10.13", "jaxtyping>=0.2.25", "typeguard<=2.13.3", "treescope>=0.1"]
+# nnsight installs with its own requirements (torch pinned by the constraints): the patching
+# peer. The tests get it from the `test` extra.
+NNSIGHT = "nnsight==0.8.1"
 
 # No silent network, and outputs that do not depend on terminal or progress bars.
 ENV = {
@@ -148,7 +151,7 @@ def bench(session: nox.Session) -> None:
     """
     install(session, "book")  # jupyter-book: the full run times book builds
     session.install("--no-deps", *PEERS)
-    session.install("-c", "constraints.txt", *PEER_IMPORTS)
+    session.install("-c", "constraints.txt", *PEER_IMPORTS, NNSIGHT)
     quick = "--quick" in session.posargs
     session.run("python", "benchmarks/bench_explainers.py", *session.posargs)
     session.run("python", "benchmarks/bench_load.py", "--repeats", "1" if quick else "5")

@@ -363,6 +363,29 @@ bad = torch.tensor([tokenizer(corrupted)["input_ids"]])
 assert bad.shape == ids.shape
 runs = 30 * 8 + 1  # every layer's stream at every position, and the unpatched run
 """
+NNSIGHT_PATCHING = """
+from nnsight import LanguageModel
+wrapped = LanguageModel(model, tokenizer=tokenizer)
+london, tokyo = tokenizer(" London")["input_ids"][0], tokenizer(" Tokyo")["input_ids"][0]
+def nnsight_patching():  # its interventions, one invoke per cell, 32 invokes per trace
+    clean, cells = [], [(layer, p) for layer in range(30) for p in range(8)]
+    with torch.no_grad():
+        with wrapped.trace(ids):
+            for layer in range(30):
+                clean.append(wrapped.model.layers[layer].inputs[0][0].save())
+        saved = []
+        with wrapped.trace() as tracer:  # the unpatched run
+            with tracer.invoke(bad):
+                saved.append(wrapped.lm_head.output[0, -1].save())
+        for start in range(0, len(cells), 32):
+            with wrapped.trace() as tracer:
+                for layer, p in cells[start : start + 32]:
+                    with tracer.invoke(bad):
+                        wrapped.model.layers[layer].inputs[0][0][:, p] = clean[layer][:, p]
+                        saved.append(wrapped.lm_head.output[0, -1].save())
+    return [float(s[london] - s[tokyo]) for s in saved]
+"""
+
 """Activation patching over the residual stream x positions on SmolLM2's 8-token text: the
 bare floor is the same number of forward passes of the corrupted text, in batches of 32 (as
 ours chooses here), only the last position unembedded."""
@@ -378,6 +401,13 @@ CASES = [
     for start in range(0, runs, 32):
         rows = min(32, runs - start)
         model(input_ids=bad.expand(rows, -1), use_cache=False, logits_to_keep=1).logits""",
+        {
+            "nnsight": (
+                "nnsight",
+                NNSIGHT_PATCHING,
+                "nnsight_patching()",
+            ),
+        },
     ),
     Case(  # every layer of 200 sentences, mean-pooled: ours against batched forward passes
         "embeddings",

@@ -378,3 +378,36 @@ def test_flow_refuses_long_texts_before_any_model_work(monkeypatch):
     with pytest.raises(ValueError, match=r"method='flow' takes texts of at most 4 tokens"):
         explain(method="flow")
     assert explain._attention is None
+
+
+def _nnsight_patching(lm, cells, target):
+    """nnsight's own patching loop (its interventions, not our hooks): the clean stream each
+    block reads, put at one position of the corrupted run, one invoke per cell."""
+    from nnsight import LanguageModel
+
+    wrapped = LanguageModel(lm.model, tokenizer=lm.tokenizer)
+    blocks = wrapped.transformer.h if lm.config.model_type == "gpt2" else wrapped.model.layers
+    clean_ids = lm.tokenizer(CLEAN, return_tensors="pt")["input_ids"]
+    bad_ids = lm.tokenizer(CORRUPTED, return_tensors="pt")["input_ids"]
+    clean, saved = [], []  # nnsight writes back to names that exist before its trace
+    with torch.no_grad():
+        with wrapped.trace(clean_ids):
+            for block in blocks:
+                clean.append(block.inputs[0][0].save())
+        with wrapped.trace() as tracer:
+            for layer, position in cells:
+                with tracer.invoke(bad_ids):
+                    blocks[layer].inputs[0][0][:, position] = clean[layer][:, position]
+                    saved.append(wrapped.lm_head.output[0, -1].save())
+    return np.array([float(logits[target]) for logits in saved])
+
+
+@pytest.mark.filterwarnings("ignore:LanguageModel is deprecated")  # nnsight 0.8's own notice
+def test_patching_equals_nnsight(lm):
+    pytest.importorskip("nnsight")
+    target = int(_logits(lm, CLEAN).argmax())
+    result = E["patching"](lm, CLEAN, CORRUPTED)(target=target, over="residual")
+    cells = [(layer, p) for layer in range(lm.n_layers) for p in range(len(result.columns))]
+    values = _nnsight_patching(lm, cells, target)
+    expected = (values - result.corrupted_value) / (result.clean_value - result.corrupted_value)
+    np.testing.assert_allclose(result.scores.ravel(), expected, atol=1e-5)

@@ -277,7 +277,7 @@ def test_a_neurons_conductance_is_captums_and_sums_to_that_neurons_layer_conduct
     layer = LayerConductance(f, down).attribute(
         x, baselines=baseline, n_steps=128, attribute_to_layer_input=True
     )
-    assert result.totals[0] == pytest.approx(float(layer[0, position, 17]), rel=0.02)
+    assert result.totals[0] == pytest.approx(float(layer[0, position, 17].detach()), rel=0.02)
     assert result.rows == [f"layer 1 neuron 17 at {position}"]
 
 

@@ -37,8 +37,10 @@ once (``all``: one column per layer; the only way for ``heads``, a layer x head 
 @dataclass
 class PatchingResult(Result):
     """``scores[r, c]``: the normalized logit difference after patching the clean ``over``
-    activation of layer ``rows[r]`` at ``columns[c]`` (a position, a head, or ``all``) into
-    the corrupted run; 0 is the corrupted run, 1 the clean one."""
+    activation of ``rows[r]`` at ``columns[c]`` (a position, a head, or ``all``) into the
+    corrupted run; 0 is the corrupted run, 1 the clean one. Row ``r`` is block ``r``'s: for
+    ``residual`` the stream it reads, named ``embeddings`` (r = 0) or ``layer r - 1`` (the
+    stream after the block before)."""
 
     model_name: str
     over: str
@@ -114,6 +116,15 @@ class PatchingResult(Result):
         return figure
 
 
+def _row_names(over: str, n_layers: int) -> list[str]:
+    """A ``residual`` row is the stream a block reads, named as the book names the stream:
+    ``embeddings``, then ``layer k`` (after block k, read by block k + 1); the other rows
+    are the blocks themselves."""
+    if over == "residual":
+        return ["embeddings", *(f"layer {k}" for k in range(n_layers - 1))]
+    return [f"layer {k}" for k in range(n_layers)]
+
+
 class PatchingExplainer(Explainer):
     """Activation patching: which layers, positions and heads carry the clean text's answer
     into a corrupted text's run.
@@ -173,7 +184,8 @@ class PatchingExplainer(Explainer):
         Args:
             target: the token whose logit is read (text or id; None: the clean run's top
                 prediction). foil: a token whose logit is subtracted (None: none).
-            over: ``residual``, the stream each block reads (layer 0's: the embeddings);
+            over: ``residual``, the stream each block reads (rows ``embeddings``, then
+                ``layer k``: the stream after block k);
                 ``attention`` or ``mlp``, what a block's attention or MLP adds to it;
                 ``heads``, one head's output at every position.
             positions: ``each`` (one position per run; the default but for heads) or
@@ -249,7 +261,7 @@ class PatchingExplainer(Explainer):
             over=over,
             clean_tokens=self.clean_tokens,
             corrupted_tokens=self.corrupted_tokens,
-            rows=[f"layer {k}" for k in range(sites.n_layers)],
+            rows=_row_names(over, sites.n_layers),
             columns=columns,
             scores=scores,
             target=target_index,

@@ -27,7 +27,7 @@ from ..base import Explainer
 from ..forward import token_id
 from ..render import INLINE_WIDTH, PALETTE, Result, escape, html_grid
 from ..tasks import token_texts
-from .stream import Sites
+from .stream import Sites, check_causal
 
 TOLERANCE = 1e-3
 """How far (relative to the logit's size, at least 1) the pieces may sum from the model's
@@ -227,11 +227,7 @@ class LogitAttributionExplainer(Explainer):
         self._recorded = None
 
     def check_model(self, lm) -> None:
-        if lm.task.explains != "next_token" or lm.task.encoder_decoder:  # a causal LM
-            raise ValueError(
-                f"model must be a causal LM for logit_attribution (it splits the next token's "
-                f"logit); {lm.name} is {lm.kind!r}"
-            )
+        check_causal(lm, "logit_attribution", "it splits the next token's logit")
         if lm.final_norm is None or not isinstance(lm.unembedding, nn.Linear):
             raise ValueError(
                 f"logit_attribution needs a final norm and a linear vocabulary head; "

@@ -27,7 +27,7 @@ from ..memory import rows_that_fit
 from ..render import INLINE_WIDTH, Result, escape, grid_figure, html_grid, progress
 from ..tasks import encode, takes_logits_to_keep, token_texts
 from .logit_attribution import visible_text
-from .stream import SITES, Sites, stacked
+from .stream import SITES, Sites, check_causal, stacked
 
 POSITIONS = ("each", "all")
 """Patch one position per run (``each``: a layer x position grid) or every position at
@@ -156,11 +156,7 @@ class PatchingExplainer(Explainer):
         self._clean = None
 
     def check_model(self, lm) -> None:
-        if lm.task.explains != "next_token" or lm.task.encoder_decoder:  # a causal LM
-            raise ValueError(
-                f"model must be a causal LM for patching (it reads the next token's logits); "
-                f"{lm.name} is {lm.kind!r}"
-            )
+        check_causal(lm, "patching", "it reads the next token's logits")
 
     def clean_run(self) -> dict:
         """The clean text's activations at every site and layer (kept)."""

@@ -28,6 +28,15 @@ embeddings); ``attention`` and ``mlp``, what the block's attention and MLP add t
 ``heads``, the input of the attention output projection, one slice per head."""
 
 
+def check_causal(lm: LoadedModel, entry_point: str, why: str) -> None:
+    """Refuse a model that is not a causal LM (one stack whose last position predicts the
+    next token), naming ``entry_point`` and ``why`` it needs one."""
+    if lm.task.explains != "next_token" or lm.task.encoder_decoder:
+        raise ValueError(
+            f"model must be a causal LM for {entry_point} ({why}); {lm.name} is {lm.kind!r}"
+        )
+
+
 def _block_input(args, kwargs) -> torch.Tensor:
     """The hidden states a block is called with (first positional argument or keyword)."""
     return args[0] if args else kwargs["hidden_states"]

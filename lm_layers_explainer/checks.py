@@ -120,3 +120,28 @@ def check_labels(values, n: int, name: str = "custom_labels") -> list[str]:
         repeated = sorted({v for v in values if values.count(v) > 1})
         raise ValueError(f"{name} must be distinct; {repeated} appear more than once")
     return values
+
+
+def check_texts(texts, name: str = "texts", *, minimum: int, maximum: int) -> list[str]:
+    """A list of ``minimum``..``maximum`` texts, each checked by :func:`check_text`."""
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"{name} must be a list of strings; got {type(texts).__name__}")
+    texts = list(texts)
+    if not minimum <= len(texts) <= maximum:
+        raise ValueError(f"{name} must hold {minimum}..{maximum} texts; got {len(texts)}")
+    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(texts)]
+
+
+def check_labels_per_text(labels, n: int, name: str = "labels") -> list[str] | None:
+    """None, or one label (a string or an int, kept as its text) for each of ``n`` texts."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
+        raise TypeError(f"{name} must be a list of {n} labels, one per text; got {labels!r}")
+    labels = list(labels)
+    if len(labels) != n:
+        raise ValueError(f"{name} must give one label per text ({n}); got {len(labels)}")
+    for i, label in enumerate(labels):
+        if not isinstance(label, (str, int, np.integer)) or isinstance(label, bool):
+            raise TypeError(f"{name}[{i}] must be a string or an int; got {label!r}")
+    return [str(label) for label in labels]

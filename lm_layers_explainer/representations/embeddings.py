@@ -14,26 +14,18 @@ from functools import cached_property
 import numpy as np
 
 from ..base import Explainer
-from ..checks import check_choice, check_int, check_number, check_seed
+from ..checks import (
+    check_choice,
+    check_int,
+    check_labels_per_text,
+    check_number,
+    check_seed,
+    check_texts,
+)
 from ..render import INLINE_FONT, INLINE_WIDTH, PALETTE, Result, escape
-from .states import POOLINGS, LayerStates, check_texts, depth_names, layer_states, tokenized
+from .states import MAX_TEXTS, POOLINGS, LayerStates, depth_names, layer_states, tokenized
 
 PROJECTIONS = ("pca", "tsne", "umap")
-
-
-def check_labels_for(labels, n: int, name: str = "labels") -> list[str] | None:
-    """None, or one label (a string or an int, kept as its text) per text."""
-    if labels is None:
-        return None
-    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
-        raise TypeError(f"{name} must be a list of {n} labels, one per text; got {labels!r}")
-    labels = list(labels)
-    if len(labels) != n:
-        raise ValueError(f"{name} must give one label per text ({n}); got {len(labels)}")
-    for i, label in enumerate(labels):
-        if not isinstance(label, (str, int, np.integer)) or isinstance(label, bool):
-            raise TypeError(f"{name}[{i}] must be a string or an int; got {label!r}")
-    return [str(label) for label in labels]
 
 
 def check_depth(layer, names: list[str]) -> list[int]:
@@ -265,8 +257,8 @@ class EmbeddingsExplainer(Explainer):
 
     def __init__(self, model, texts, labels=None, *, batch_size: int = 32):
         super().__init__(model)
-        self.texts = check_texts(texts, minimum=3)
-        self.labels = check_labels_for(labels, len(self.texts))
+        self.texts = check_texts(texts, minimum=3, maximum=MAX_TEXTS)
+        self.labels = check_labels_per_text(labels, len(self.texts))
         self.batch_size = check_int(batch_size, "batch_size", 1, 4096)
         self.ids = tokenized(self.lm, self.texts)  # the texts checked against the context
         self.depths = depth_names(self.lm, self.lm_depths())

@@ -14,11 +14,11 @@ from functools import cached_property
 import numpy as np
 
 from ..base import Explainer
-from ..checks import check_bool, check_choice, check_int
+from ..checks import check_bool, check_choice, check_int, check_texts
 from ..models import load_model
 from ..render import Result, grid_figure, html_grid, inline_png
 from .measures import MEASURES, matrix
-from .states import POOLINGS, LayerStates, check_texts, layer_states, tokenized
+from .states import MAX_TEXTS, POOLINGS, LayerStates, layer_states, tokenized
 
 UNITS = ("tokens", "texts")
 """What the datapoints are: every token of every text, or one pooled vector per text."""
@@ -139,7 +139,7 @@ class RepresentationSimilarityExplainer(Explainer):
 
     def __init__(self, model, texts, other=None, *, batch_size: int = 32):
         super().__init__(model)
-        self.texts = check_texts(texts, minimum=3)
+        self.texts = check_texts(texts, minimum=3, maximum=MAX_TEXTS)
         self.batch_size = check_int(batch_size, "batch_size", 1, 4096)
         self.other = self.lm if other is None else load_model(other)
         self.check_reads(self.other)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..checks import check_int, check_text
+from ..checks import check_int
 from ..models import LoadedModel
 from ..render import progress
 from ..tasks import encode
@@ -28,16 +28,6 @@ sentence-transformers pools), the first token's (``cls``, BERT's [CLS]) or the l
 token's (``last``: in a causal LM the only one that has read the whole text)."""
 
 MAX_TEXTS = 100_000
-
-
-def check_texts(texts, name: str = "texts", minimum: int = 2) -> list[str]:
-    """A list of at least ``minimum`` texts (each a non-empty string)."""
-    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
-        raise TypeError(f"{name} must be a list of strings; got {type(texts).__name__}")
-    texts = list(texts)
-    if not minimum <= len(texts) <= MAX_TEXTS:
-        raise ValueError(f"{name} must hold {minimum}..{MAX_TEXTS} texts; got {len(texts)}")
-    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(texts)]
 
 
 def depth_names(lm: LoadedModel, n_depths: int) -> list[str]:

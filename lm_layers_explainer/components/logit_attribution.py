@@ -24,10 +24,9 @@ import torch
 from torch import nn
 
 from ..base import Explainer
-from ..forward import token_id
 from ..render import INLINE_WIDTH, PALETTE, Result, escape, html_grid
 from ..tasks import token_texts
-from .stream import Sites, check_causal
+from .stream import Sites, check_causal, check_target_and_foil, logit_read, target_or_top
 
 TOLERANCE = 1e-3
 """How far (relative to the logit's size, at least 1) the pieces may sum from the model's
@@ -108,8 +107,7 @@ class LogitAttributionResult(Result):
         )
 
     def _what(self) -> str:
-        what = f"logit of {self.target_text!r}"
-        return what + (f" - logit of {self.foil_text!r}" if self.foil is not None else "")
+        return logit_read(self.target_text, self.foil_text)
 
     @property
     def attention(self) -> np.ndarray:
@@ -250,19 +248,10 @@ class LogitAttributionExplainer(Explainer):
         Returns a :class:`LogitAttributionResult`; ``heads`` is ``(layers, heads)``.
         """
         lm = self.lm
-        target_index = None if target is None else token_id(lm, target, "target")
-        foil_index = None if foil is None else token_id(lm, foil, "foil")
-        if foil_index is not None and foil_index == target_index:
-            raise ValueError(f"foil must differ from the target; both are {target!r}")
+        target_index, foil_index = check_target_and_foil(lm, target, foil)
         recorded = self.recorded()
         logits = recorded["logits"].double()
-        if target_index is None:
-            target_index = int(logits.argmax())
-            if foil_index == target_index:
-                raise ValueError(
-                    f"foil {foil!r} is the model's top prediction, which target=None explains; "
-                    "give a target"
-                )
+        target_index = target_or_top(target_index, foil_index, foil, logits, "the model's")
         head = lm.unembedding
         direction = head.weight[target_index].detach().double()
         head_bias = 0.0 if head.bias is None else float(head.bias[target_index].detach())

@@ -22,12 +22,19 @@ import torch
 
 from ..base import Explainer
 from ..checks import check_choice, check_int, check_text
-from ..forward import token_id
 from ..memory import rows_that_fit
 from ..render import INLINE_WIDTH, Result, escape, grid_figure, html_grid, progress
 from ..tasks import encode, takes_logits_to_keep, token_texts
 from .logit_attribution import visible_text
-from .stream import SITES, Sites, check_causal, stacked
+from .stream import (
+    SITES,
+    Sites,
+    check_causal,
+    check_target_and_foil,
+    logit_read,
+    stacked,
+    target_or_top,
+)
 
 POSITIONS = ("each", "all")
 """Patch one position per run (``each``: a layer x position grid) or every position at
@@ -68,8 +75,7 @@ class PatchingResult(Result):
 
     def metric(self) -> str:
         """What ``d`` is, in words."""
-        what = f"logit of {self.target_text!r}"
-        return what + (f" - logit of {self.foil_text!r}" if self.foil is not None else "")
+        return logit_read(self.target_text, self.foil_text)
 
     def to_frame(self):
         """Columns ``layer, column, restored`` (``column``: a position, a head or ``all``),
@@ -205,18 +211,10 @@ class PatchingExplainer(Explainer):
         n = len(self.sequence.ids)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", 1, 4096)
-        target_index = None if target is None else token_id(lm, target, "target")
-        foil_index = None if foil is None else token_id(lm, foil, "foil")
-        if foil_index is not None and foil_index == target_index:
-            raise ValueError(f"foil must differ from the target; both are {target!r}")
+        target_index, foil_index = check_target_and_foil(lm, target, foil)
         clean = self.clean_run()
-        if target_index is None:
-            target_index = int(clean["logits"].argmax())
-            if foil_index == target_index:
-                raise ValueError(
-                    f"foil {foil!r} is the clean run's top prediction, which target=None "
-                    "explains; give a target"
-                )
+        target_index = target_or_top(target_index, foil_index, foil, clean["logits"],
+                                     "the clean run's")  # fmt: skip
 
         def value(logits: torch.Tensor) -> torch.Tensor:
             d = logits[..., target_index].double()

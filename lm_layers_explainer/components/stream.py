@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..families import config_value
+from ..forward import token_id
 from ..models import LoadedModel
 
 SITES = ("residual", "attention", "mlp", "heads")
@@ -35,6 +36,34 @@ def check_causal(lm: LoadedModel, entry_point: str, why: str) -> None:
         raise ValueError(
             f"model must be a causal LM for {entry_point} ({why}); {lm.name} is {lm.kind!r}"
         )
+
+
+def check_target_and_foil(lm: LoadedModel, target, foil) -> tuple[int | None, int | None]:
+    """(target id, foil id), each None when not given, checked before any model work."""
+    target_index = None if target is None else token_id(lm, target, "target")
+    foil_index = None if foil is None else token_id(lm, foil, "foil")
+    if foil_index is not None and foil_index == target_index:
+        raise ValueError(f"foil must differ from the target; both are {target!r}")
+    return target_index, foil_index
+
+
+def target_or_top(target_index, foil_index, foil, logits: torch.Tensor, whose: str) -> int:
+    """The target id, or (None) the top of ``logits``; refused when that is the foil.
+    ``whose``: whose prediction it is, for the message (``"the model's"``)."""
+    if target_index is not None:
+        return target_index
+    top = int(logits.argmax())
+    if foil_index == top:
+        raise ValueError(
+            f"foil {foil!r} is {whose} top prediction, which target=None explains; give a target"
+        )
+    return top
+
+
+def logit_read(target_text: str, foil_text: str | None) -> str:
+    """What is read, in words: ``logit of ' Paris' - logit of ' Rome'``."""
+    what = f"logit of {target_text!r}"
+    return what + (f" - logit of {foil_text!r}" if foil_text is not None else "")
 
 
 def _block_input(args, kwargs) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Sessions: `nox -s tests` (unit tests + nbval on every book page), `nox -s book` (HTML book),
+`nox -s portability` (the pages again under other CPU kernels, against the same references),
 `nox -s browser` (the built book in headless Chromium), `nox -s lint`, `nox -s bench`,
 `nox -s notebooks` (the pages as notebooks in JupyterLab), `nox -s refresh` (re-record the
 nbval references).
@@ -8,6 +9,8 @@ Every session installs what it needs into its own virtualenv: torch pinned to th
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
@@ -45,6 +48,14 @@ ENV = {
 }
 
 
+# Other CPU kernels on the same machine, the nearest stand-in for another processor: torch's
+# portable (unvectorized) ATen kernels, and MKL's reproducible code path for matrix products.
+# Each changes the last bits of a matmul, SiLU or softmax, as another CPU does.
+OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/notebooks/sanitize.cfg"]
+
+
 def install(session: nox.Session, *extras: str) -> None:
     session.install("-c", "constraints.txt", "torch==2.13.0")
     target = f".[{','.join(extras)}]" if extras else "."
@@ -61,15 +72,24 @@ def tests(session: nox.Session) -> None:
     """Unit tests, then every book page executed by nbval against its reference outputs."""
     install(session, "test")
     session.install("--no-deps", ECCO)
-    session.run(
-        "pytest",
-        "tests",
-        "--nbval",
-        "--nbval-current-env",
-        "--nbval-sanitize-with",
-        "tests/notebooks/sanitize.cfg",
-        *session.posargs,
-    )
+    session.run("pytest", "tests", *NBVAL, *session.posargs)
+
+
+@nox.session
+def portability(session: nox.Session) -> None:
+    """The book's pages under other CPU kernels (OTHER_KERNELS): nbval, and a fresh book build
+    into book/_build/portability, each against the same references and prose checks as
+    `nox -s tests` and `nox -s book`. Outputs are compared with the tolerance of
+    tools/compare_outputs.py, so pages that print float noise fail here."""
+    import shutil
+
+    install(session, "test", "book")
+    session.install("--no-deps", ECCO)
+    session.env.update(OTHER_KERNELS)
+    session.run("pytest", "tests/notebooks", *NBVAL, "-p", "no:cacheprovider", *session.posargs)
+    output = Path("book/_build/portability")
+    shutil.rmtree(output, ignore_errors=True)  # every page executes under these kernels
+    build_book(session, output)
 
 
 @nox.session
@@ -105,32 +125,36 @@ def book(session: nox.Session) -> None:
     build_book(session)
 
 
-def build_book(session: nox.Session) -> None:
-    """mermaid and MathJax from npm into book/_vendor, the -W build, then the checks: no
-    remote loads, links land, and every output the build computed equals its reference."""
-    forget_stale_executions()
+def build_book(session: nox.Session, output: Path = Path("book")) -> None:
+    """mermaid and MathJax from npm into book/_vendor, the -W build into output/_build, then
+    the checks: no remote loads, links land, every output the build computed equals its
+    reference (within tools/compare_outputs.py's tolerance), and every number in the prose is
+    one its section prints."""
+    build = output / "_build"
+    forget_stale_executions(build)
     session.run("python", "tools/fetch_js.py")
-    session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
-    session.run("python", "tools/check_built_book.py", "book/_build/html")
-    session.run("python", "tools/check_book_outputs.py", "book/_build/.jupyter_cache")
+    where = [] if output == Path("book") else ["--path-output", str(output)]
+    session.run("jupyter-book", "build", "book", *where, "--warningiserror", "--keep-going")
+    session.run("python", "tools/check_built_book.py", str(build / "html"))
+    session.run("python", "tools/check_book_outputs.py", str(build / ".jupyter_cache"))
+    session.run("python", "tools/check_prose_numbers.py", str(build / ".jupyter_cache"))
 
 
-def forget_stale_executions() -> None:
+def forget_stale_executions(build: Path) -> None:
     """jupyter-book's execution cache is keyed on a page's code only: after a change to the
     package, a page would show outputs the package no longer gives. Drop the cache then, and
     Sphinx's saved environment too: else Sphinx re-reads only the pages whose source changed,
     the others are not executed again, and the outputs check finds no executed copy."""
     import hashlib
     import shutil
-    from pathlib import Path
 
     digest = hashlib.sha256()
     for path in sorted(Path("lm_layers_explainer").rglob("*.py")) + [Path("pyproject.toml")]:
         digest.update(path.read_bytes())
-    stamp = Path("book/_build/.package-digest")
+    stamp = build / ".package-digest"
     if not stamp.exists() or stamp.read_text() != digest.hexdigest():
-        shutil.rmtree("book/_build/.jupyter_cache", ignore_errors=True)
-        shutil.rmtree("book/_build/.doctrees", ignore_errors=True)
+        shutil.rmtree(build / ".jupyter_cache", ignore_errors=True)
+        shutil.rmtree(build / ".doctrees", ignore_errors=True)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest.hexdigest())
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .base import Explainer
 from .checks import check_choice, check_index
-from .render import NOT_SAVED, Result, grid_figure, html_grid
+from .render import NOT_SAVED, Result, fixed, grid_figure, html_grid
 from .tasks import attention_weights, read_position, run, token_texts
 
 METHODS = ("raw", "rollout", "flow")
@@ -131,7 +131,7 @@ class AttentionFlowResult(Result):
 
     def _grid(self):
         largest = float(self.relevance.max()) or 1.0
-        cells = [[f"{v:.2f}" for v in row] for row in self.relevance]
+        cells = [[fixed(v) for v in row] for row in self.relevance]
         shades = (self.relevance / largest).tolist()
         columns = [f"{j}:{token}" for j, token in enumerate(self.tokens)]
         rows = [f"layer {k}" for k in range(self.relevance.shape[0])]

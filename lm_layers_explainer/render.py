@@ -177,6 +177,46 @@ class Result:
 
 
 # --------------------------------------------------------------------------- grids
+# Printed numbers: what a view prints must be the same on every processor within the
+# tolerance of tools/compare_outputs.py. A value that rounds to zero prints without a sign
+# ("0.00", not "-0.00"), and a score that is float noise beside the largest one prints as 0.
+
+NOISE = 1e-6
+"""A score smaller than NOISE times the largest in its view is float32 rounding: shown as 0."""
+
+
+def signed(value: float, digits: int = 2) -> str:
+    """A value with its sign, except one that rounds to zero.
+
+    >>> signed(0.1234), signed(-0.004), signed(-0.0), signed(-1.5, 1)
+    ('+0.12', '0.00', '0.00', '-1.5')
+    """
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
+def fixed(value: float, digits: int = 2) -> str:
+    """A value to ``digits`` decimals, with no sign on one that rounds to zero.
+
+    >>> fixed(0.456), fixed(-0.001), fixed(-0.5)
+    ('0.46', '0.00', '-0.50')
+    """
+    text = f"{value:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def score(value: float, scale: float, digits: int = 3) -> str:
+    """A score to ``digits`` significant digits, or 0 when it is noise beside ``scale`` (the
+    largest magnitude in the same view).
+
+    >>> score(0.0605, 0.77), score(-1.19e-07, 0.77), score(-9.3e-05, 0.002)
+    ('0.0605', '0', '-9.3e-05')
+    """
+    if abs(value) <= NOISE * abs(scale):
+        return "0"
+    return f"{value:.{digits}g}"
+
+
 # The layer-by-layer views (predictions, rankings) are grids: rows are layers, columns are
 # candidates or positions, each cell a short text on a shade. One helper draws the HTML, one
 # the static figure, from the same shades.

@@ -1,6 +1,12 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+# nbval compares each page's outputs with its reference through tools/compare_outputs.py.
+from nbval_tolerance import pytest_collection_modifyitems  # noqa: E402, F401
 
 # No silent network: every test runs as if the Hub were unreachable.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

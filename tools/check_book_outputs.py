@@ -4,9 +4,10 @@
 
 nbval already checks that running a page again reproduces its reference notebook. This
 checks the other execution that readers see: the one in the book build. Both compare text
-outputs (plain text, HTML, streams) after the replacements of tests/notebooks/sanitize.cfg,
-skip cells tagged ``nbval-ignore-output`` (run times) and, like nbval, do not compare images.
-Two clean builds therefore give identical checked outputs: each equals the references.
+outputs (plain text, HTML, JSON, SVG, streams) after the replacements of
+tests/notebooks/sanitize.cfg, through the one comparison of tools/compare_outputs.py (text
+exactly, numbers and colours within its stated tolerance), skip cells tagged
+``nbval-ignore-output`` (run times) and, like nbval, do not compare PNG images.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import jupytext
 import nbformat
 from book_pages import REFERENCES, executable_pages, reference_for
+from compare_outputs import differences
 
-COMPARED = ("text/plain", "text/html", "application/json")
+COMPARED = ("text/plain", "text/html", "application/json", "image/svg+xml")
 
 
 def sanitizers(path: Path) -> list[tuple[re.Pattern, str]]:
@@ -35,10 +37,16 @@ def sanitizers(path: Path) -> list[tuple[re.Pattern, str]]:
 
 
 def texts(cell, rules) -> list[str]:
-    found = []
+    """The compared texts of a cell's outputs. As nbval does, the pieces of one stream are
+    joined: a kernel may flush a cell's printing in one piece or in several."""
+    found, streams = [], {}
     for output in cell.get("outputs", []):
         if output.output_type == "stream":
-            found.append(output.text)
+            if output.name in streams:
+                found[streams[output.name]] += output.text
+            else:
+                streams[output.name] = len(found)
+                found.append(output.text)
         elif "data" in output:
             found.extend(str(output.data[k]) for k in COMPARED if k in output.data)
     cleaned = []
@@ -71,8 +79,8 @@ def check(cache_dir: Path) -> list[str]:
         for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
             if "nbval-ignore-output" in b.get("metadata", {}).get("tags", []):
                 continue
-            if texts(a, rules) != texts(b, rules):
-                problems.append(f"{name}: code cell {index} differs from the reference")
+            for problem in differences(texts(a, rules), texts(b, rules)):
+                problems.append(f"{name}: code cell {index} differs from the reference: {problem}")
     return problems
 
 

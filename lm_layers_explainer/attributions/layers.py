@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..checks import check_index, check_int
-from ..render import INLINE_WIDTH, Result, grid_figure, html_grid
+from ..render import INLINE_WIDTH, Result, grid_figure, html_grid, signed
 from .explained import attribute
 from .methods import Method, Question, _batches, _captum
 
@@ -203,7 +203,7 @@ class LayerAttributionResult(Result):
         total = self.totals
         spread = float(np.abs(total).max()) or 1.0
         cells = [
-            [f"{v:+.2f}" for v in row] + [f"{t:+.2f}"]
+            [signed(v) for v in row] + [signed(t)]
             for row, t in zip(self.scores, total, strict=True)
         ]
         shades = [

@@ -19,7 +19,9 @@ from ..render import (
     html_grid,
     inline_png,
     progress,
+    score,
     shade,
+    signed,
     visible,
 )
 from .explained import Explained, check_baseline
@@ -125,8 +127,8 @@ class AttributionResult(Result):
         )
 
     def to_html(self) -> str:
-        chips = []
-        for token, score, norm, counted in zip(
+        chips, scale = [], float(np.max(np.abs(self.scores), initial=0.0))
+        for token, value, norm, counted in zip(
             self.tokens, self.scores, self.normalized, self.attributable, strict=True
         ):
             background, color = _diverging(norm) if counted else ("#eeeeee", "#666666")
@@ -135,7 +137,8 @@ class AttributionResult(Result):
                 f'<span style="display:block;padding:2px 4px;border-radius:3px;'
                 f"background:{background};color:{color};font-family:monospace;"
                 f'white-space:pre">{escape(visible(token))}</span>'
-                f'<span style="display:block;font-size:12px;color:#444">{score:.3g}</span></span>'
+                '<span style="display:block;font-size:12px;color:#444">'
+                f"{score(value, scale)}</span></span>"
             )
         shown = "".join(chips)
         if self.n_encoder:
@@ -668,7 +671,7 @@ class ComparisonResult(Result):
             "normalized attribution (red raises the output, blue lowers it)",
             [visible(t) for t in self.tokens],
             list(ran),
-            [[f"{v:+.2f}" for v in r.normalized] for r in ran.values()],
+            [[signed(v) for v in r.normalized] for r in ran.values()],
             [((r.normalized + 1) / 2).tolist() for r in ran.values()],
         )
 
@@ -788,7 +791,7 @@ class RowsResult(Result):
             "(red raises the row's output, blue lowers it)",
             [visible(t) for t in tokens],
             [f"{label} ({r.output_kind} {r.output:.2f})" for label, r in self.rows.items()],
-            [[f"{v:+.2f}" for v in r.normalized] for r in rows],
+            [[signed(v) for v in r.normalized] for r in rows],
             [((r.normalized + 1) / 2).tolist() for r in rows],
         )
 

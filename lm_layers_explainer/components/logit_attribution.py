@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..base import Explainer
-from ..render import INLINE_WIDTH, PALETTE, Result, escape, html_grid
+from ..render import INLINE_WIDTH, PALETTE, Result, escape, html_grid, signed
 from ..tasks import token_texts
 from .stream import Sites, check_causal, check_target_and_foil, logit_read, target_or_top
 
@@ -151,7 +151,7 @@ class LogitAttributionResult(Result):
         sums = np.stack([self.attention, self.mlp, self.per_layer], 1)
         spread = float(np.abs(sums).max()) or 1.0
         cells = [
-            [f"{v:+.2f}" for v in self.heads[k]] + [f"{v:+.2f}" for v in sums[k]]
+            [signed(v) for v in self.heads[k]] + [signed(v) for v in sums[k]]
             for k in range(n_layers)
         ]
         shades = [

@@ -23,7 +23,7 @@ import torch
 from ..base import Explainer
 from ..checks import check_choice, check_int, check_text
 from ..memory import rows_that_fit
-from ..render import INLINE_WIDTH, Result, escape, grid_figure, html_grid, progress
+from ..render import INLINE_WIDTH, Result, escape, fixed, grid_figure, html_grid, progress
 from ..tasks import encode, takes_logits_to_keep, token_texts
 from .logit_attribution import visible_text
 from .stream import (
@@ -98,7 +98,7 @@ class PatchingResult(Result):
 
     def _grid(self):
         largest = max(1.0, float(np.nanmax(np.abs(self.scores))))
-        cells = [[f"{v:.2f}" for v in row] for row in self.scores]
+        cells = [[fixed(v) for v in row] for row in self.scores]
         shades = [[0.5 + 0.5 * v / largest for v in row] for row in self.scores]
         return cells, shades
 

@@ -293,8 +293,10 @@ def test_patching_a_token_both_texts_share_at_the_embeddings_changes_nothing():
     pairs = zip(result.clean_tokens, result.corrupted_tokens, strict=True)
     same = [t for t, (a, b) in enumerate(pairs) if a == b]
     assert same == [0, 4, 5]
-    np.testing.assert_allclose(result.scores[0, same], 0, atol=1e-6)
-    np.testing.assert_allclose(result.scores[:, 0], 0, atol=1e-6)
+    # zero up to float noise, which on another CPU kernel reaches 5e-6 (batched rows round
+    # differently); a wrong patch moves these by tenths
+    np.testing.assert_allclose(result.scores[0, same], 0, atol=2e-5)
+    np.testing.assert_allclose(result.scores[:, 0], 0, atol=2e-5)
     assert result.columns[1] == "1: cat/ dog"
     assert "corrupted" in result.to_html() and result.to_frame().shape == (12, 3)
 
@@ -410,4 +412,5 @@ def test_patching_equals_nnsight(lm):
     cells = [(layer, p) for layer in range(lm.n_layers) for p in range(len(result.columns))]
     values = _nnsight_patching(lm, cells, target)
     expected = (values - result.corrupted_value) / (result.clean_value - result.corrupted_value)
-    np.testing.assert_allclose(result.scores.ravel(), expected, atol=1e-5)
+    # batched and single runs round differently: 1e-5 apart under ATEN_CPU_CAPABILITY=default
+    np.testing.assert_allclose(result.scores.ravel(), expected, rtol=1e-4, atol=2e-5)

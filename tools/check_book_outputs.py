@@ -16,9 +16,8 @@ import re
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
-from book_pages import REFERENCES, executable_pages, reference_for
+from book_pages import NOT_EXECUTED, REFERENCES, executed_pages, reference_for, report
 from compare_outputs import differences
 
 COMPARED = ("text/plain", "text/html", "application/json", "image/svg+xml")
@@ -59,17 +58,12 @@ def texts(cell, rules) -> list[str]:
 
 def check(cache_dir: Path) -> list[str]:
     """Compare each page's outputs in the build's execution cache with its reference."""
-    from jupyter_cache import get_cache
-
-    cache = get_cache(str(cache_dir))
     rules = sanitizers(REFERENCES / "sanitize.cfg")
     problems = []
-    for page in executable_pages():
+    for page, _, built in executed_pages(cache_dir):
         name = page.name
-        try:
-            _, built = cache.merge_match_into_notebook(jupytext.read(page))
-        except KeyError:
-            problems.append(f"{name}: the build has no executed copy of this page")
+        if built is None:
+            problems.append(f"{name}: {NOT_EXECUTED}")
             continue
         ours = [c for c in built.cells if c.cell_type == "code"]
         theirs = [c for c in nbformat.read(reference_for(page), 4).cells if c.cell_type == "code"]
@@ -86,8 +80,4 @@ def check(cache_dir: Path) -> list[str]:
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "book/_build/.jupyter_cache")
-    found = check(root)
-    for problem in found:
-        print("ERROR:", problem)
-    print(f"book build outputs ({root}) vs the references: {len(found)} difference(s)")
-    sys.exit(1 if found else 0)
+    sys.exit(report(check(root), f"book build outputs ({root}) vs the references, differences"))

@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+from book_pages import report
+
 # <script src=...>, <link href=...> (stylesheets, icons, preloads) and ES module imports.
 _LOADS = re.compile(
     r'<script[^>]*\ssrc="([^"]+)"|<link[^>]*\shref="([^"]+)"|\bimport\b[^;"\']*["\']([^"\']+)["\']'
@@ -87,8 +89,4 @@ def check(root: Path) -> list[str]:
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "book/_build/html")
-    found = check(root)
-    for problem in found:
-        print("ERROR:", problem)
-    print(f"checked {root}: {len(found)} problem(s)")
-    sys.exit(1 if found else 0)
+    sys.exit(report(check(root), f"checked {root}, problems"))

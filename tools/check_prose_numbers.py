@@ -25,8 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-import jupytext
-from book_pages import REFERENCES, executable_pages, reference_for
+from book_pages import NOT_EXECUTED, executed_pages, report
 from compare_outputs import ABS_TOL, REL_TOL
 
 _NOT_AN_OUTPUT = re.compile(r"^%\s*not an output:(.*)$", re.M)
@@ -131,31 +130,15 @@ def check_page(markdown_cells_from, executed) -> list[str]:
 def check(source: Path) -> list[str]:
     """Check every page against its executed copy: the book build's cache or references."""
     problems = []
-    cache = None
-    if (source / "global.db").exists() or source.name == ".jupyter_cache":
-        from jupyter_cache import get_cache
-
-        cache = get_cache(str(source))
-    for page in executable_pages():
-        notebook = jupytext.read(page)
-        if cache is not None:
-            try:
-                _, executed = cache.merge_match_into_notebook(notebook)
-            except KeyError:
-                problems.append(f"{page.name}: the build has no executed copy of this page")
-                continue
-        else:
-            import nbformat
-
-            executed = nbformat.read(source / reference_for(page).relative_to(REFERENCES), 4)
+    for page, notebook, executed in executed_pages(source):
+        if executed is None:
+            problems.append(f"{page.name}: {NOT_EXECUTED}")
+            continue
         problems += [f"{page.name}: {p}" for p in check_page(notebook, executed)]
     return problems
 
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "book/_build/.jupyter_cache")
-    found = check(root)
-    for problem in found:
-        print("ERROR:", problem)
-    print(f"prose numbers ({root}) not printed by their section's outputs: {len(found)}")
-    sys.exit(1 if found else 0)
+    summary = f"prose numbers ({root}) not printed by their section's outputs"
+    sys.exit(report(check(root), summary))

@@ -26,12 +26,11 @@ import sys
 from pathlib import Path
 
 from book_pages import NOT_EXECUTED, executed_pages, report
-from compare_outputs import ABS_TOL, REL_TOL
+from compare_outputs import ABS_TOL, REL_TOL, split, value_of
 
 _NOT_AN_OUTPUT = re.compile(r"^%\s*not an output:(.*)$", re.M)
 # Prose numbers: decimals and percentages, the minus ASCII or U+2212, an optional plus sign.
 _PROSE = re.compile(r"(?<![\w.\u2212+-])([-+\u2212]?)(\d+\.\d+|\d+)(\s?%)?(?![\w.]\d|\w)")
-_OUTPUT = re.compile(r"(?<![\w.])-?(?:\d+\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w])")
 _HIDDEN = [
     re.compile(r"\$\$.*?\$\$", re.S),  # display math
     re.compile(r"\$[^$\n]+\$"),  # inline math
@@ -74,7 +73,7 @@ def output_numbers(cells) -> list[float]:
             data = output.get("data", {})
             texts += [str(data[k]) for k in ("text/plain", "text/html") if k in data]
             for text in texts:
-                numbers += [float(n) for n in _OUTPUT.findall(text)]
+                numbers += [value_of(p.text) for p in split(text)[1] if p.kind == "number"]
     return numbers
 
 

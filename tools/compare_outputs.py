@@ -71,8 +71,9 @@ Piece(kind='number', text='3'), Piece(kind='colour', text='#faeae1')])
     return between, pieces
 
 
-def _value(text: str) -> float:
-    return float(text.replace("\u2212", "-"))
+def value_of(number: str) -> float:
+    """A printed number's value (the minus may be U+2212)."""
+    return float(number.replace("\u2212", "-"))
 
 
 def _last_digit(text: str) -> float:
@@ -95,8 +96,8 @@ def numbers_agree(a: str, b: str) -> bool:
     (False, False)
     """
     if _is_integer(a) and _is_integer(b):
-        return _value(a) == _value(b)
-    x, y = _value(a), _value(b)
+        return value_of(a) == value_of(b)
+    x, y = value_of(a), value_of(b)
     if math.isnan(x) or math.isnan(y):
         return math.isnan(x) and math.isnan(y)
     allowed = max(ABS_TOL, REL_TOL * max(abs(x), abs(y)), _last_digit(a), _last_digit(b))

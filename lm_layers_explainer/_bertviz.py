@@ -17,16 +17,23 @@ anonymous define()"). Here each view becomes one ``<iframe srcdoc=...>`` documen
   estimated in Python;
 - ``</`` inside every inlined script is written ``<\\/`` (same meaning in JavaScript), so no
   token text, however hostile, can close a script element; the whole document is
-  attribute-escaped into ``srcdoc``.
+  attribute-escaped into ``srcdoc``;
+- the neuron view is drawn from saved numbers (:func:`neuron_html`), not from a model, so a
+  result loaded from a file draws it as well.
 """
 
 from __future__ import annotations
 
 import html
 import importlib.metadata
+import importlib.resources
+import json
 import re
+import uuid
 from functools import cache
 from pathlib import Path
+
+import numpy as np
 
 ASSETS = {
     # name: (PyPI distribution, file inside it)
@@ -154,3 +161,58 @@ def self_contained(bertviz_html: str, height: int, title: str) -> str:
         f'sandbox="allow-scripts" srcdoc="{html.escape(document, quote=True)}"></iframe>'
         + inline_script(RESIZE)
     )
+
+
+def neuron_html(
+    attention, queries, keys, tokens: list[str], sentence_b_start: int | None, **options
+) -> str:
+    """The HTML bertviz's ``neuron_view.show(..., html_action="return")`` gives, drawn from
+    numbers instead of a model: ``attention`` (layers, heads, tokens, tokens), ``queries`` and
+    ``keys`` (layers, heads, tokens, head size) of the ``tokens``; the second text from
+    ``sentence_b_start``. ``options``: ``display_mode``, ``layer``, ``head``. Weights are
+    rounded to 4 decimals and vectors to 3, as bertviz would show them; a model whose weights
+    are all zero above the diagonal is shown as causal (bertviz's ``bidirectional=False``)."""
+    weights = np.round(np.asarray(attention, dtype=np.float64), 4)
+    queries = np.round(np.asarray(queries, dtype=np.float64), 3)
+    keys = np.round(np.asarray(keys, dtype=np.float64), 3)
+
+    def part(rows: slice, columns: slice) -> dict:
+        return {
+            "attn": weights[:, :, rows, columns].tolist(),
+            "left_text": tokens[rows],
+            "right_text": tokens[columns],
+            "queries": queries[:, :, rows].tolist(),
+            "keys": keys[:, :, columns].tolist(),
+        }
+
+    parts = {"all": part(slice(None), slice(None))}
+    filters = ""
+    if sentence_b_start is not None:
+        a, b = slice(0, sentence_b_start), slice(sentence_b_start, None)
+        parts.update(aa=part(a, a), bb=part(b, b), ab=part(a, b), ba=part(b, a))
+        filters = (
+            '<span class="dropdown-label">Attention: </span><select id="filter">'
+            '<option value="all">All</option><option value="aa">Sentence A -> Sentence A</option>'
+            '<option value="ab">Sentence A -> Sentence B</option>'
+            '<option value="ba">Sentence B -> Sentence A</option>'
+            '<option value="bb">Sentence B -> Sentence B</option></select>'
+        )
+    root = f"bertviz-{uuid.uuid4().hex}"
+    params = {
+        "attention": parts,
+        "default_filter": "all",
+        "root_div_id": root,
+        "bidirectional": bool(np.triu(weights, 1).any()),
+        **options,
+    }
+    markup = (
+        f'<div id="{root}" style="padding:8px;font-family:\'Helvetica Neue\', Helvetica, Arial, '
+        'sans-serif;"><span style="user-select:none"><span class="dropdown-label">Layer: </span>'
+        '<select id="layer"></select><span class="dropdown-label">Head: </span> '
+        f"<select id=\"att_head\"></select>{filters}</span><div id='vis'></div></div>"
+    )
+    code = importlib.resources.files("bertviz").joinpath("neuron_view.js").read_text("utf-8")
+    return (
+        markup + _OPEN + f"window.bertviz_params = {json.dumps(params)}" + _CLOSE
+        + _OPEN + code + _CLOSE
+    )  # fmt: skip

@@ -14,13 +14,68 @@ import numpy as np
 
 from .base import Explainer
 from .checks import check_index, check_int, check_number, check_seed
+from .families import config_value
 from .forward import spaced_tokens
-from .render import INLINE_FONT, INLINE_WIDTH, PALETTE, Result, escape, inline_png, visible
+from .memory import SLOW_WORK, bytes_per_row, check_fits, hidden_size, nmf_bytes
+from .render import (
+    INLINE_FONT,
+    INLINE_WIDTH,
+    PALETTE,
+    Result,
+    escape,
+    inline_png,
+    progress,
+    visible,
+)
 from .tasks import run
 
 
 def _colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
+
+
+def nmf(data: np.ndarray, n_components: int, seed: int, max_iter: int, tol: float, bar):
+    """scikit-learn's ``NMF(init="random", solver="cd")`` on ``data`` (samples, features):
+    the same random start, coordinate-descent updates and stopping rule (the projected
+    gradient's size against the first iteration's, at most ``tol``), iterated here so that
+    ``bar`` ticks once an iteration. Returns (W, H, iterations)."""
+    avg = np.sqrt(data.mean() / n_components)
+    rng = np.random.RandomState(seed)
+    h = avg * rng.standard_normal(size=(n_components, data.shape[1])).astype(data.dtype)
+    w = avg * rng.standard_normal(size=(data.shape[0], n_components)).astype(data.dtype)
+    w, ht = np.ascontiguousarray(np.abs(w)), np.ascontiguousarray(np.abs(h).T)
+    first, iteration = None, 0
+    while iteration < max_iter:
+        iteration += 1
+        violation = _sweep(data, w, ht) + _sweep(data.T, ht, w)
+        bar.update(1)
+        first = violation if first is None else first
+        if first == 0 or violation / first <= tol:
+            break
+    if iteration == max_iter and tol > 0:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(f"Maximum number of iterations {max_iter} reached. Increase it to "
+                      "improve convergence.", ConvergenceWarning, stacklevel=3)  # fmt: skip
+    return w, ht.T, iteration
+
+
+def _sweep(x: np.ndarray, w: np.ndarray, ht: np.ndarray) -> float:
+    """One coordinate-descent pass over the columns of ``w`` (in place) for ``x ~ w htᵀ``,
+    as scikit-learn's ``_update_cdnmf_fast`` (each column's rows at once); returns the sum
+    of the projected gradients' sizes."""
+    hht = ht.T @ ht
+    xht = x @ ht
+    violation = 0.0
+    for t in range(w.shape[1]):
+        gradient = w @ hht[t] - xht[:, t]
+        column = w[:, t]
+        violation += float(np.abs(np.where(column == 0, np.minimum(gradient, 0), gradient)).sum())
+        if hht[t, t] != 0:
+            w[:, t] = np.maximum(column - gradient / hht[t, t], 0)
+    return violation
 
 
 @dataclass
@@ -212,6 +267,27 @@ class ActivationsExplainer(Explainer):
         _, captured = run(self.sequence, self._downs, inputs=True, encoder=self._encoder)
         return np.stack([a.float().cpu().numpy() for a in captured])
 
+    def _neurons(self) -> int:
+        """Neurons per layer: the input width of the last feed-forward linear layer."""
+        module = self._downs[0]
+        weight = getattr(module, "weight", None)
+        if weight is None:
+            return config_value(self.lm.config, "feed_forward") or 4 * hidden_size(self.lm)
+        # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out)
+        return int(weight.shape[1] if type(module).__name__ != "Conv1D" else weight.shape[0])
+
+    def _check_cost(self, layers: int, n_components: int, max_iter: int) -> bool:
+        """Refuse, before any work, an NMF whose memory estimate does not fit; whether it
+        is long enough for a progress bar."""
+        lm, n = self.lm, len(self.tokens)
+        features = layers * self._neurons()
+        needed = nmf_bytes(n, features, n_components)
+        if "activations" not in self.__dict__:
+            needed += bytes_per_row(lm, n, backward=False) + 4 * self.n_layers * n * self._neurons()
+        check_fits(lm.device, needed, f"NMF of {n:,} tokens x {features:,} neurons",
+                   "use fewer layers (from_layer, to_layer) or a shorter text")  # fmt: skip
+        return max_iter * 4 * n * features * n_components > SLOW_WORK
+
     def explore(self, n_components: int = 8, from_layer=None, to_layer=None):
         """ecco's interactive explorer of the factors (needs the internet: it loads its
         JavaScript from CDNs; and ecco installed, see :mod:`lm_layers_explainer._ecco`).
@@ -242,8 +318,13 @@ class ActivationsExplainer(Explainer):
             to_layer: the layer after the last one, ``from_layer + 1`` .. layers; None
                 (default) for the number of layers.
             seed: NMF's random state (default 0), 0 .. ``2**32 - 1``.
-            max_iter: NMF's iteration limit (default 500), 1 .. 1,000,000.
+            max_iter: NMF's iteration limit (default 500), 1 .. 1,000,000. A long run
+                shows a progress bar over the iterations (it ends early when ``tol`` is
+                met).
             tol: NMF's stopping tolerance (default 1e-3), a finite number >= 0.
+
+        The memory (the activations and the factorization) is estimated before any work
+        and a call that does not fit is refused, naming the layers and the text.
 
         Returns:
             ActivationsResult: ``factors`` (n_components, tokens), ``components``
@@ -256,8 +337,6 @@ class ActivationsExplainer(Explainer):
             >>> activations(n_components=3, from_layer=2, to_layer=4)    # layers 2 and 3
             ActivationsResult(3 factors over 12 tokens, layers 2..3)
         """
-        from sklearn.decomposition import NMF
-
         n_tokens = len(self.tokens)
         n_components = check_int(n_components, "n_components", 1, n_tokens)
         start = 0 if from_layer is None else check_index(from_layer, self.n_layers, "from_layer")
@@ -269,22 +348,21 @@ class ActivationsExplainer(Explainer):
         seed = check_seed(seed)
         max_iter = check_int(max_iter, "max_iter", 1, 1_000_000)
         tol = check_number(tol, "tol", 0.0)
+        show = self._check_cost(stop - start, n_components, max_iter)
         # (tokens, layers x neurons): each token is a sample, each neuron a feature.
         data = np.maximum(self.activations[start:stop], 0).transpose(1, 0, 2).reshape(n_tokens, -1)
         # ecco's settings (random init, seed, 500 iterations), with a tolerance of 1e-3: on the
         # book's paragraph, SmolLM2 then stops after about 400 iterations at the error 500
         # strict (1e-4) iterations reach (825.60 vs 825.59), instead of warning.
-        model = NMF(
-            n_components=n_components, init="random", random_state=seed, max_iter=max_iter, tol=tol
-        )
-        per_token = model.fit_transform(data)
+        with progress(total=max_iter, desc=f"NMF, {n_components} factors", show=show) as bar:
+            per_token, components, _ = nmf(data, n_components, seed, max_iter, tol, bar)
         return ActivationsResult(
             model_name=self.lm.name,
             tokens=self.tokens,
             factors=per_token.T,
-            components=model.components_,
+            components=components,
             from_layer=start,
             to_layer=stop,
-            reconstruction_error=float(model.reconstruction_err_),
+            reconstruction_error=float(np.linalg.norm(data - per_token @ components)),
             spaced=self.spaced,
         )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
-from ._bertviz import self_contained
+from ._bertviz import neuron_html, self_contained
 from .base import Explainer
 from .checks import check_choice, check_index, check_indices
 from .families import config_value, neuron_families
@@ -23,6 +24,7 @@ from .render import INLINE_FONT, INLINE_WIDTH, Result, inline_png, visible
 from .tasks import Sequence, attention_weights, encode, run, token_texts
 
 DISPLAY_MODES = ("light", "dark")
+VIEWS = ("head", "model", "neuron")
 LONG_INPUT = 128
 """Above this many tokens a view warns: bertviz draws every head, and the browser slows down."""
 
@@ -34,17 +36,18 @@ class AttentionResult(Result):
     ``attentions`` maps the attention type to an array (layers, heads, query, key): ``"self"``
     for causal, masked and encoder models; ``"encoder"``, ``"decoder"`` and ``"cross"`` for
     seq2seq models. ``tokens`` are the tokens of the sequence (the decoder's for seq2seq, whose
-    encoder tokens are ``encoder_tokens``). ``html`` is one self-contained HTML string.
-    ``save("view.html")`` writes it; ``save("heads.png", layer=2, heads=[0, 1])`` and
-    ``static(layer=2)`` draw heatmaps of one layer (seq2seq: pass ``kind=``). The neuron
-    view also fills ``queries`` and ``keys`` (layers, heads, tokens, head size).
+    encoder tokens are ``encoder_tokens``). ``html`` is the view, one self-contained HTML
+    string drawn from these data when first asked for (a result loaded from a file draws it
+    anew: files hold no HTML). ``save("view.html")`` writes it; ``save("heads.png", layer=2,
+    heads=[0, 1])`` and ``static(layer=2)`` draw heatmaps of one layer (seq2seq: pass
+    ``kind=``). The neuron view also fills ``queries`` and ``keys`` (layers, heads, tokens,
+    head size).
     """
 
     model_name: str
     view: str
     tokens: list[str]
     attentions: dict[str, np.ndarray]
-    html: str = field(repr=False)
     encoder_tokens: list[str] | None = None
     sentence_b_start: int | None = None
     queries: np.ndarray | None = field(default=None, repr=False)
@@ -53,6 +56,89 @@ class AttentionResult(Result):
     """The layer the view opens on, and the one its static fallback draws."""
     heads: list[int] | None = None
     """The heads the view opens with, and those its static fallback draws; every head if None."""
+    include_layers: list[int] | None = None
+    """The layers the head and model views show; every layer if None."""
+    display_mode: str = "light"
+    """The model and neuron views' colours: ``"light"`` or ``"dark"``."""
+
+    def __post_init__(self):
+        """Check what the view is drawn from (a model's numbers, or a file's)."""
+        kinds, weights = set(self.attentions), list(self.attentions.values())
+        n_layers = min((w.shape[0] for w in weights if w.ndim == 4), default=0)
+        n_heads = min((w.shape[1] for w in weights if w.ndim == 4), default=0)
+        shown = [self.layer, *(self.include_layers or ())]
+        checks = {
+            f"view must be one of {VIEWS}": self.view in VIEWS,
+            f"display_mode must be one of {DISPLAY_MODES}": self.display_mode in DISPLAY_MODES,
+            "attentions must hold 'self' (or, seq2seq, 'encoder', 'decoder' and 'cross')": (
+                kinds == {"self"}
+                or (kinds == {"encoder", "decoder", "cross"} and self.view != "neuron")
+            ),
+            f"layer (one of include_layers) must be in 0..{n_layers - 1}, heads in "
+            f"0..{n_heads - 1}": (
+                all(0 <= i < n_layers for i in shown)
+                and self.layer in (self.include_layers or [self.layer])
+                and all(0 <= h < n_heads for h in self.heads or ())
+            ),
+            f"sentence_b_start must be in 1..{len(self.tokens) - 1} or None": (
+                self.sentence_b_start is None or 0 < self.sentence_b_start < len(self.tokens)
+            ),
+        }
+        for kind, w in self.attentions.items():
+            queries, keys = (len(t or ()) for t in self._axes_tokens(kind))
+            message = f"attentions[{kind!r}] must be (layers, heads, {queries}, {keys})"
+            checks[message] = w.ndim == 4 and w.shape[2:] == (queries, keys)
+        if self.view == "neuron" and kinds == {"self"}:
+            for name in ("queries", "keys"):
+                vectors = getattr(self, name)
+                checks[f"{name} must be (layers, heads, tokens, head size)"] = (
+                    vectors is not None
+                    and vectors.ndim == 4
+                    and vectors.shape[:3] == self.attentions["self"].shape[:3]
+                )
+        failed = [message for message, passed in checks.items() if not passed]
+        if failed:
+            raise ValueError(f"an AttentionResult's {'; '.join(failed)}")
+
+    @cached_property
+    def html(self) -> str:
+        """The interactive view: one self-contained HTML string, drawn from the data."""
+        title = f"{self.view} view of {self.model_name}"
+        if self.view == "neuron":
+            options = {"display_mode": self.display_mode, "layer": self.layer,
+                       "head": (self.heads or [0])[0]}  # fmt: skip
+            markup = neuron_html(self.attentions["self"], self.queries, self.keys, self.tokens,
+                                 self.sentence_b_start, **options)  # fmt: skip
+            return self_contained(markup, 160 + 26 * len(self.tokens), title)
+        from bertviz import head_view, model_view
+
+        if self.view == "head":
+            draw, options = head_view, {"layer": self.layer, "heads": self.heads}
+            height = _view_height(max(len(self.tokens), len(self.encoder_tokens or ())))
+        else:
+            draw = model_view
+            options = {"include_heads": self.heads, "display_mode": self.display_mode}
+            shown = self.include_layers or range(next(iter(self.attentions.values())).shape[0])
+            height = 140 + 105 * len(shown)
+        # 4 decimals are plenty for line opacities and make the embedded JSON 3x smaller.
+        weights = {
+            k: tuple(torch.from_numpy(np.round(v[:, None].astype(np.float64), 4)))
+            for k, v in self.attentions.items()
+        }
+        if "self" in weights:
+            raw = draw(
+                attention=weights["self"], tokens=self.tokens,
+                sentence_b_start=self.sentence_b_start, include_layers=self.include_layers,
+                html_action="return", **options,
+            )  # fmt: skip
+        else:
+            raw = draw(
+                encoder_attention=weights["encoder"], decoder_attention=weights["decoder"],
+                cross_attention=weights["cross"], encoder_tokens=self.encoder_tokens,
+                decoder_tokens=self.tokens, include_layers=self.include_layers,
+                html_action="return", **options,
+            )  # fmt: skip
+        return self_contained(raw.data, height, title)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.attentions.items())
@@ -183,10 +269,6 @@ class _AttentionView(Explainer):
             for name, value in found.items()
         }
 
-    def _height(self, tokens: list[str], encoder_tokens: list[str] | None, options) -> int:
-        """Pixel height of the view's frame: room for the longer token column."""
-        return _view_height(max(len(tokens), len(encoder_tokens or ())))
-
 
 def _require_weights(lm: LoadedModel, found: dict) -> None:
     missing = [name for name, value in found.items() if not value or value[0] is None]
@@ -199,6 +281,7 @@ def _require_weights(lm: LoadedModel, found: dict) -> None:
 
 
 def _view_height(n_tokens: int) -> int:
+    """Pixel height of a head view's frame: room for the longer token column."""
     return 120 + 22 * n_tokens
 
 
@@ -261,8 +344,6 @@ class AttentionHeadView(_AttentionView):
             >>> head_view(layer=2, heads=[0, 1]).attentions["self"].shape
             (6, 12, 8, 8)
         """
-        from bertviz import head_view
-
         seq = self._sequence(sentence_a, sentence_b)
         n_layers, n_heads = _layer_and_head_counts(self.lm)
         include_layers = check_indices(include_layers, n_layers, "include_layers")
@@ -275,41 +356,23 @@ class AttentionHeadView(_AttentionView):
                 )
         attentions = self._attentions(seq)
         options = {"heads": heads, "layer": layer, "include_layers": include_layers}
-        return self._result(attentions, seq, head_view, options)
+        return self._result(attentions, seq, options)
 
-    def _result(self, attentions, seq: Sequence, draw, options) -> AttentionResult:
-        # 4 decimals are plenty for line opacities and make the embedded JSON 3x smaller.
-        as_tensors = {
-            k: tuple(torch.from_numpy(np.round(v[:, None].astype(np.float64), 4)))
-            for k, v in attentions.items()
-        }
-        tokens, encoder_tokens = seq.tokens, seq.encoder_tokens
-        if "self" in attentions:
-            raw = draw(
-                attention=as_tensors["self"], tokens=tokens, sentence_b_start=seq.pair_start,
-                html_action="return", **options,
-            )  # fmt: skip
-        else:
-            raw = draw(
-                encoder_attention=as_tensors["encoder"],
-                decoder_attention=as_tensors["decoder"],
-                cross_attention=as_tensors["cross"],
-                encoder_tokens=encoder_tokens,
-                decoder_tokens=tokens,
-                html_action="return",
-                **options,
-            )
-        height = self._height(tokens, encoder_tokens, options)
+    def _result(self, attentions, seq: Sequence, options) -> AttentionResult:
+        layer, include_layers = options.get("layer"), options["include_layers"]
+        if layer is None:
+            layer = include_layers[0] if include_layers else 0
         return AttentionResult(
             model_name=self.lm.name,
             view=self.view,
-            tokens=tokens,
+            tokens=seq.tokens,
             attentions=attentions,
-            html=self_contained(raw.data, height, f"{self.view} view of {self.lm.name}"),
-            encoder_tokens=encoder_tokens,
+            encoder_tokens=seq.encoder_tokens,
             sentence_b_start=seq.pair_start,
-            layer=options.get("layer") or 0,
+            layer=layer,
             heads=options.get("heads") or options.get("include_heads"),
+            include_layers=include_layers,
+            display_mode=options.get("display_mode", "light"),
         )
 
 
@@ -327,11 +390,6 @@ class AttentionModelView(AttentionHeadView):
     """
 
     view = "model"
-
-    def _height(self, tokens, encoder_tokens, options) -> int:
-        """One row of thumbnails per layer shown."""
-        n_layers = len(options["include_layers"] or range(self.lm.n_layers))
-        return 140 + 105 * n_layers
 
     def __call__(
         self,
@@ -364,8 +422,6 @@ class AttentionModelView(AttentionHeadView):
             >>> model_view(include_layers=[0, 1], display_mode="dark")   # weights: every layer
             AttentionResult(model view of all-MiniLM-L6-v2; self: (6, 12, 8, 8))
         """
-        from bertviz import model_view
-
         check_choice(display_mode, "display_mode", DISPLAY_MODES)
         seq = self._sequence(sentence_a, sentence_b)
         n_layers, n_heads = _layer_and_head_counts(self.lm)
@@ -375,7 +431,7 @@ class AttentionModelView(AttentionHeadView):
             "display_mode": display_mode,
         }
         attentions = self._attentions(seq)
-        return self._result(attentions, seq, model_view, options)
+        return self._result(attentions, seq, options)
 
 
 def _layer_and_head_counts(lm: LoadedModel) -> tuple[int, int]:
@@ -430,15 +486,7 @@ class _QueryKeyProbe:
             queries, keys = family.queries_and_keys(lm, outs, len(ids))
             layers.append({"attn": attention.cpu(), "queries": queries.cpu(), "keys": keys.cpu()})
         self.input_ids, self.layers = ids, layers
-        # bertviz embeds every number as JSON: rounded copies keep the view 4-5x smaller;
-        # the exact values stay in self.layers for the result.
-        rounded = [
-            {"attn": torch.round(d["attn"].double(), decimals=4),
-             "queries": torch.round(d["queries"].double(), decimals=3),
-             "keys": torch.round(d["keys"].double(), decimals=3)}
-            for d in layers
-        ]  # fmt: skip
-        return None, rounded
+        return None, layers
 
 
 class AttentionNeuronView(_AttentionView):
@@ -517,24 +565,24 @@ class AttentionNeuronView(_AttentionView):
         bertviz_type = lm.family.neuron_view
         if bertviz_type == "gpt2" and sentence_b is not None:  # bertviz pairs only BERT-style
             sentence_a, sentence_b = sentence_a + sentence_b, None
-        seq = encode(lm, sentence_a, sentence_b, names=self.text_names)  # what bertviz shows
-        self._warn_if_long(seq)
+        self._warn_if_long(encode(lm, sentence_a, sentence_b, names=self.text_names))
         probe = _QueryKeyProbe(lm, sentence_a)
-        raw = neuron_view.show(
+        # bertviz tokenizes (as its view always did) and runs the probe; the view is drawn
+        # from the result's numbers (AttentionResult.html), as for a result loaded from a file.
+        parts = neuron_view.get_attention(
             probe, bertviz_type, lm.tokenizer, sentence_a, sentence_b,
-            display_mode=display_mode, layer=layer, head=head, html_action="return",
+            include_queries_and_keys=True,
         )  # fmt: skip
         stack = lambda key: torch.cat([d[key] for d in probe.layers]).float().numpy()  # noqa: E731
-        tokens = token_texts(lm.tokenizer, probe.input_ids)
         return AttentionResult(
             model_name=lm.name,
             view=self.view,
-            tokens=tokens,
+            tokens=token_texts(lm.tokenizer, probe.input_ids),
             attentions={"self": stack("attn")},
-            html=self_contained(raw.data, 160 + 26 * len(tokens), f"neuron view of {lm.name}"),
-            sentence_b_start=seq.pair_start,
+            sentence_b_start=len(parts["aa"]["left_text"]) if "aa" in parts else None,
             queries=stack("queries"),
             keys=stack("keys"),
             layer=layer,
             heads=[head],
+            display_mode=display_mode,
         )

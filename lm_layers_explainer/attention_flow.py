@@ -9,6 +9,13 @@ the positions before and after every layer, and takes the maximum flow from each
 to position ``i`` after layer ``l`` (scipy); its cost grows quickly with length, so it is
 refused past :data:`FLOW_MAX_TOKENS` tokens. ``raw`` is each layer's averaged attention alone.
 
+Memory and time are bounded before the pass: each layer's attention is averaged over its
+heads as the layer computes it (the heads' weights of all layers are never kept together),
+and rollout multiplies one layer at a time, keeping only the running product (tokens x
+tokens) and the rows read. The estimate (:func:`~lm_layers_explainer.memory.rollout_bytes`)
+is refused before any work when it does not fit; a long text shows a progress bar over the
+layers (rollout at 8,187 tokens on SmolLM2: about 11 GiB, 30 products of 8,187 x 8,187).
+
 >>> flow = lm_layers_explainer["attention_flow"]("tiny-gpt2", "The cat sat on the mat")
 >>> flow(method="rollout").relevance.shape              # (layers, tokens)
 (2, 6)
@@ -19,11 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .base import Explainer
 from .checks import check_choice, check_index
-from .render import NOT_SAVED, Result, fixed, grid_figure, html_grid
-from .tasks import attention_weights, read_position, run, token_texts
+from .families import config_value
+from .memory import SLOW_WORK, bytes_per_row, check_fits, forward_work, rollout_bytes
+from .render import NOT_SAVED, Result, fixed, grid_figure, html_grid, progress
+from .tasks import model_inputs, read_position, takes_logits_to_keep, token_texts
 
 METHODS = ("raw", "rollout", "flow")
 """``raw``: each layer's attention averaged over heads; ``rollout`` and ``flow``: the
@@ -34,6 +44,8 @@ FLOW_MAX_TOKENS = 128
 layers x tokens^2 edges, so its cost grows about as the cube of the length (on 2 CPU cores,
 SmolLM2's 30 layers: 3 s at 64 tokens, 29 s at 128, 211 s at 256); past this length it is
 refused: use rollout."""
+FLOW_SLOW = 30 * 64**3
+"""Layers x tokens^3 above which flow shows a progress bar (SmolLM2 at 64 tokens: 3 s)."""
 
 
 def with_residual(attention: np.ndarray) -> np.ndarray:
@@ -55,7 +67,7 @@ def rollout(attention: np.ndarray) -> np.ndarray:
     return rolled
 
 
-def flow(attention: np.ndarray, position: int) -> np.ndarray:
+def flow(attention: np.ndarray, position: int, show: bool = False) -> np.ndarray:
     """The maximum flow from each input token to ``position`` after each layer, through a
     graph whose edge from token ``j`` before layer ``l`` to token ``i`` after it has capacity
     ``Â_l[i, j]``: (layers, tokens).
@@ -63,6 +75,7 @@ def flow(attention: np.ndarray, position: int) -> np.ndarray:
     scipy's maximum flow (Dinic's algorithm, in C) takes integer capacities: they are scaled
     so that no node's total fits outside 32 bits, about 1e-7 of a token's share at 48 tokens
     (networkx's pure-Python solver gives the same values, 80 times slower; see the tests).
+    ``show``: a progress bar over the layers.
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_flow
@@ -82,11 +95,71 @@ def flow(attention: np.ndarray, position: int) -> np.ndarray:
         shape=(size, size),
     )
     values = np.zeros((n_layers, n_tokens))
-    for layer in range(n_layers):
+    for layer in progress(range(n_layers), desc="attention flow, layers", show=show):
         sink = (layer + 1) * n_tokens + position
         for j in range(n_tokens):
             values[layer, j] = maximum_flow(graph, j, sink, method="dinic").flow_value / scale
     return values
+
+
+def head_means(lm, seq, consume) -> int:
+    """One pass over ``seq`` (no gradients); each layer's attention weights, averaged over
+    the heads as the layer computes them, go to ``consume(layer, (tokens, tokens))`` in
+    float64. Returns how many layers gave weights (0: the model computes none, as with
+    ``attn_implementation="sdpa"``)."""
+    seen: set[int] = set()
+    heads = config_value(lm.config, "heads")
+    n = len(seq.ids)
+
+    def hook_for(layer):
+        def hook(module, args, output):
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if (layer in seen or not torch.is_tensor(weights) or weights.dim() != 4
+                    or tuple(weights.shape[1:]) != (heads, n, n)):  # fmt: skip
+                return
+            seen.add(layer)
+            device = weights.device if weights.device.type == "cuda" else torch.device("cpu")
+            # summed a head at a time: a float64 copy of every head at once is 9 n^2 doubles
+            mean = weights[0, 0].to(device, torch.float64)
+            for head in weights[0, 1:]:
+                mean += head.to(device, torch.float64)
+            consume(layer, mean.div_(weights.shape[1]))
+
+        return hook
+
+    handles = [
+        module.register_forward_hook(hook_for(layer), prepend=True)
+        for layer, block in enumerate(lm.layers)
+        for module in block.modules()
+    ]
+    keep = {"logits_to_keep": 1} if takes_logits_to_keep(lm) else {}  # no logits are read
+    try:
+        with torch.no_grad():
+            lm.model(**model_inputs(seq), use_cache=False, **keep)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return len(seen)
+
+
+class _Rows:
+    """What a stream of head-averaged attention keeps: row ``position`` of each layer's
+    (``raw``) or of the rollout up to that layer (``rollout``, one product a layer)."""
+
+    def __init__(self, method: str, position: int, bar):
+        self.method, self.position, self.bar = method, position, bar
+        self.current, self.rows = None, []
+
+    def __call__(self, layer: int, mean: torch.Tensor) -> None:
+        # a row is copied out: a view would keep its whole tokens x tokens matrix alive
+        if self.method == "raw":
+            self.rows.append(mean[self.position].cpu().numpy().copy())
+        else:
+            mean.mul_(0.5).diagonal().add_(0.5)  # 0.5 A + 0.5 I, as with_residual
+            mean /= mean.sum(-1, keepdim=True)
+            self.current = mean if self.current is None else mean @ self.current
+            self.rows.append(self.current[self.position].cpu().numpy().copy())
+        self.bar.update(1)
 
 
 @dataclass
@@ -191,17 +264,38 @@ class AttentionFlowExplainer(Explainer):
             )
 
     def attention(self) -> np.ndarray:
-        """Every layer's attention averaged over heads: (layers, tokens, tokens), kept."""
+        """Every layer's attention averaged over heads: (layers, tokens, tokens), kept (what
+        flow reads; refused before the pass when it would not fit in memory)."""
         if self._attention is None:
-            output, _ = run(self.sequence, attentions=True)
-            found = attention_weights(self.lm, output)["self"]
-            if not found or found[0] is None:
-                raise ValueError(
-                    f"{self.lm.name} returned no attention weights: load it with "
-                    "attn_implementation='eager' (load_model does this for models it loads)"
-                )
-            self._attention = np.stack([a[0].double().mean(0).cpu().numpy() for a in found])
+            lm, n = self.lm, len(self.sequence.ids)
+            needed = bytes_per_row(lm, n, backward=False) + (lm.n_layers + 1) * n * n * 8
+            check_fits(lm.device, needed, f"every layer's attention on {n} tokens",
+                       "use method='rollout' or 'raw' (one layer at a time), or a shorter "
+                       "text")  # fmt: skip
+            found = {}
+            self._check_weights(head_means(lm, self.sequence, found.__setitem__))
+            self._attention = np.stack([found[k].cpu().numpy() for k in sorted(found)])
         return self._attention
+
+    def _check_weights(self, layers: int) -> None:
+        if layers != self.lm.n_layers:
+            raise ValueError(
+                f"{self.lm.name} returned no attention weights: load it with "
+                "attn_implementation='eager' (load_model does this for models it loads)"
+            )
+
+    def _streamed(self, method: str, position: int) -> np.ndarray:
+        """``raw`` or ``rollout`` rows for ``position`` from one pass, a layer at a time."""
+        lm, n = self.lm, len(self.sequence.ids)
+        needed = rollout_bytes(lm, n)
+        check_fits(lm.device, needed, f"attention {method} on {n} tokens (one pass, and "
+                   f"{n} x {n} float64 products)", "use a shorter text")  # fmt: skip
+        work = forward_work(lm, n) + (lm.n_layers * n**3 if method == "rollout" else 0)
+        with progress(total=lm.n_layers, desc=f"attention {method}, layers",
+                      show=work > SLOW_WORK) as bar:  # fmt: skip
+            rows = _Rows(method, position, bar)
+            self._check_weights(head_means(lm, self.sequence, rows))
+        return np.stack(rows.rows)
 
     def attributions(self):
         """The attributions explainer of the same model and text (for faithfulness)."""
@@ -214,6 +308,10 @@ class AttentionFlowExplainer(Explainer):
     def __call__(self, method: str = "rollout", position: int | None = None):
         """Relevance of every input token for ``position`` (None: where the model's
         prediction is read, the last token of a causal LM, else the first) after each layer.
+        ``raw`` and ``rollout`` run one pass, a layer at a time (memory: one pass and three
+        tokens x tokens matrices; refused before the pass, with the estimate, when that does
+        not fit); ``flow`` keeps every layer's attention and takes at most
+        :data:`FLOW_MAX_TOKENS` tokens. A long text shows a progress bar over the layers.
 
         Returns an :class:`AttentionFlowResult`; ``relevance`` is (layers, tokens).
         """
@@ -230,13 +328,11 @@ class AttentionFlowExplainer(Explainer):
                 f"method='flow' takes texts of at most {FLOW_MAX_TOKENS} tokens (one maximum "
                 f"flow per layer and token); this text is {n}: use method='rollout'"
             )
-        attention = self.attention()
-        if method == "raw":
-            relevance = attention[:, position, :]
-        elif method == "rollout":
-            relevance = rollout(attention)[:, position, :]
+        if method == "flow":
+            attention = self.attention()
+            relevance = flow(attention, position, show=len(attention) * n**3 > FLOW_SLOW)
         else:
-            relevance = flow(attention, position)
+            relevance = self._streamed(method, position)
         return AttentionFlowResult(
             method=method,
             model_name=self.lm.name,

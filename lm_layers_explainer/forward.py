@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checks import check_bool, check_int, check_seed, is_int
+from .checks import check_bool, check_int, check_seed, check_unicode, is_int
 from .render import progress
 from .tasks import Sequence, Stepper, check_length, context_length, token_texts
 
@@ -33,6 +33,7 @@ def token_id(lm: LoadedModel, token, name: str, id_name: str | None = None) -> i
     if isinstance(token, str):
         if not token:
             raise ValueError(f"{name} must be a non-empty token text or an int id; got ''")
+        check_unicode(token, name)
         ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise ValueError(

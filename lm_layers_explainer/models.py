@@ -20,6 +20,7 @@ from torch import nn
 from .checkpoints import ModelNotAvailableError, from_pretrained
 from .checks import check_bool
 from .families import Family, family_of
+from .locks import LOADING, model_lock
 from .tasks import KINDS, TASKS, Task, blocks_and_encoder_blocks, kind_of_model
 
 __all__ = ["KINDS", "LoadedModel", "ModelNotAvailableError", "load_model", "clear_model_cache"]
@@ -122,7 +123,11 @@ def load_model(
       such as ``"SmolLM2-135M-Instruct"``, ``"all-MiniLM-L6-v2"`` or ``"tiny-gpt2"``;
     - a Hugging Face Hub id (``"gpt2"``, ``"facebook/bart-large-cnn"``) or a local folder,
       loaded with ``from_pretrained``;
-    - a ``(model, tokenizer)`` pair, or a :class:`LoadedModel` (returned as is).
+    - a ``(model, tokenizer)`` pair, or a :class:`LoadedModel` (returned as is). A pair is
+      checked for what can be told: the model takes token ids, and the tokenizer has no id
+      beyond the model's embedding. Another model's tokenizer with as many tokens or fewer
+      (other ids, other special tokens) cannot be told from the model's own: it is accepted,
+      and the explanations are then of text the model never reads that way.
 
     ``kind`` (one of :data:`KINDS`: ``causal``, ``masked``, ``encoder``, ``seq2seq``,
     ``classifier``, ``question_answering``, ``token_classifier``, ``image_classifier``) picks
@@ -151,11 +156,13 @@ def load_model(
     check_bool(allow_pickle, "allow_pickle")
     torch_dtype = check_dtype(torch_dtype)
     device = check_device(device)
+    device_map = check_device_map(device_map)
 
     if isinstance(spec, LoadedModel):
         return spec
     if isinstance(spec, tuple):
-        return _wrap_pair(spec, kind)
+        with LOADING:
+            return _wrap_pair(spec, kind)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(
             "spec must be a catalog name, a hub id, a local folder, a (model, tokenizer) pair "
@@ -172,8 +179,14 @@ def load_model(
         allow_pickle,
         *map(str, options.values()),
     )
-    if key in _LOADED:
+    with LOADING:  # one load at a time: see lm_layers_explainer.locks
+        if key not in _LOADED:
+            _LOADED[key] = _load(spec, kind, options, allow_pickle)
         return _LOADED[key]
+
+
+def _load(spec: str, kind: str | None, options: dict, allow_pickle: bool) -> LoadedModel:
+    from . import catalog
 
     entry = catalog.get(spec)
     if entry is not None:
@@ -189,9 +202,7 @@ def load_model(
                 raise
             raise ModelNotAvailableError(f"{error} {catalog.offline_hint()}") from error
         name, source = spec, spec
-    loaded = _describe(model, tokenizer, kind, name=name, source=source)
-    _LOADED[key] = loaded
-    return loaded
+    return _describe(model, tokenizer, kind, name=name, source=source)
 
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "auto")
@@ -227,6 +238,11 @@ def check_device(device):
             f"device must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; got "
             f"{device!r}"
         ) from None
+    if parsed.type == "meta":
+        raise ValueError(
+            "device must be one that computes, such as 'cpu', 'cuda' or 'mps'; 'meta' tensors "
+            "hold no numbers, so nothing could be explained"
+        )
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -236,6 +252,31 @@ def check_device(device):
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} needs Apple's MPS, which this machine does not have")
     return device
+
+
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+"""accelerate's placement strategies; a device_map may also be one device, or a dict."""
+
+
+def check_device_map(device_map):
+    """None, one of :data:`DEVICE_MAPS`, a device (``"cpu"``, ``"cuda:0"``), or a dict of
+    module name -> device, as accelerate takes it."""
+    if device_map is None or isinstance(device_map, dict):
+        return device_map
+    if isinstance(device_map, str) and device_map in DEVICE_MAPS:
+        return device_map
+    if isinstance(device_map, (str, torch.device)):
+        try:
+            check_device(device_map)
+        except ValueError as error:
+            raise ValueError(
+                f"device_map must be one of {', '.join(DEVICE_MAPS)}, a device this machine "
+                f"has, or a dict of module name -> device; got {device_map!r} ({error})"
+            ) from None
+        return device_map
+    raise TypeError(
+        f"device_map must be a string, a torch.device or a dict; got {type(device_map).__name__}"
+    )
 
 
 def _wrap_pair(pair: tuple, kind: str | None) -> LoadedModel:
@@ -283,10 +324,11 @@ def _describe(model, tokenizer, kind, *, name: str, source: str) -> LoadedModel:
     """Find the modules explainers need, and make attention eager and the model eval."""
     kind = kind or kind_of_model(model)
     _check_inputs(model, tokenizer, kind, name)
-    if getattr(model.config, "_attn_implementation", "eager") != "eager":
-        # SDPA and flash attention return no attention weights: the views would be empty.
-        model.set_attn_implementation("eager")
-    model.eval()
+    with model_lock(model):  # a pair's model may be running in another thread
+        if getattr(model.config, "_attn_implementation", "eager") != "eager":
+            # SDPA and flash attention return no attention weights: the views would be empty.
+            model.set_attn_implementation("eager")
+        model.eval()
     stack, encoder = blocks_and_encoder_blocks(model, kind)
     family = family_of(model.config)
     return LoadedModel(

@@ -25,6 +25,7 @@ from .forward import (
     token_id,
 )
 from .lens import LogitLens, ranks_of
+from .locks import UsesModel
 from .render import Result, grid_figure, html_grid, progress, visible
 from .tasks import Sequence, predicted_from, special_flags, token_texts
 from .tokens import TokensResult
@@ -108,7 +109,7 @@ class RankingsResult(Result):
         )
 
 
-class RankingsOutput(Result):
+class RankingsOutput(Result, UsesModel):
     """A text (and what was generated after it) ready for rank views. Shows as its tokens
     (``text``, ``tokens``, ``token_ids``, ``special``; ``to_frame()`` and the pictures are
     those of its :meth:`token_view`)."""

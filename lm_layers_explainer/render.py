@@ -1,7 +1,9 @@
 """Shared rendering: self-contained, escaped HTML for notebooks and static figures for books.
 
 Every explainer result derives from :class:`Result`: it shows itself in a notebook
-(``_repr_html_``), exports a table (``to_frame``) and saves a picture (``save``).
+(``_repr_html_``), exports a table (``to_frame``) and saves a picture or its data
+(``save``; a result file is written by :func:`to_data` and :func:`dumps`, and read back,
+checked, by :mod:`.saving`).
 """
 
 from __future__ import annotations
@@ -107,10 +109,30 @@ def _literal_figure(figure_method):
         for text in drawn.findobj(Text):
             if _CONTROL.search(text.get_text()):
                 text.set_text(_control_escaped(text.get_text()))
+        _escape_tick_labels(drawn)
         return drawn
 
     figure.literal = True
     return figure
+
+
+def _escape_tick_labels(figure) -> None:
+    """Tick labels given as text (``set_xticks(positions, labels)``) are drawn anew from
+    their formatter at each draw: escape what the formatter gives, not only the drawn texts."""
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            for formatter in (axis.get_major_formatter(), axis.get_minor_formatter()):
+                if isinstance(formatter, FixedFormatter):
+                    formatter.seq = [_control_escaped(str(label)) for label in formatter.seq]
+                elif isinstance(formatter, FuncFormatter) and not hasattr(formatter, "escaped"):
+                    formatter.func = functools.partial(_escaped_label, formatter.func)
+                    formatter.escaped = True
+
+
+def _escaped_label(func, *args) -> str:
+    return _control_escaped(str(func(*args)))
 
 
 class Result:
@@ -308,23 +330,23 @@ def grid_figure(
 
 
 # --------------------------------------------------------------------------- JSON
-# Writing a result as JSON data lives here, with the results; reading it back (which must
-# know every result class) is lm_layers_explainer.saving.load_result.
+# Writing a result file; reading one (checked against the result's fields) is
+# lm_layers_explainer.saving, which imports the result classes.
 
-FORMAT = "lm-layers-explainer result"
-VERSION = 1
 NOT_SAVED = "not saved"
-"""``field(metadata={NOT_SAVED: True})``: a field that holds the model, not data."""
-
-
-def _number(value: float):
-    """An array element as JSON: NaN as null, infinities as strings (the array's dtype
-    tells the reader they are numbers)."""
-    if math.isnan(value):
-        return None
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
+"""``field(metadata={NOT_SAVED: True})``: a field that is not data (the model, or the
+``seconds`` a run took): it is not saved, and is None in a loaded result."""
+FORMAT = "lm-layers-explainer result"
+VERSION = 2
+"""Version 1 files (lm_layers_explainer before issue 27) wrote HTML and plain dicts; they are
+refused: save the result again."""
+DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float16", "float32", "float64")  # fmt: skip
+"""The array dtypes a file may hold."""
+RUN_SETTINGS = ("memory", "seconds")
+"""``settings`` entries that describe the run (the free memory, the time taken): not saved."""
+INT_RANGE = (-(2**63), 2**64)
+"""The integers a file may hold (64 bits, signed or not)."""
 
 
 def _encode(value, where: str):
@@ -332,19 +354,22 @@ def _encode(value, where: str):
     if isinstance(value, Result):
         return to_data(value)
     if isinstance(value, np.ndarray):
-        numeric = np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_
-        if not numeric or np.issubdtype(value.dtype, np.complexfloating):
-            raise TypeError(f"{where}: cannot save an array of dtype {value.dtype}")
+        if value.dtype.name not in DTYPES:
+            raise TypeError(
+                f"{where}: cannot save an array of dtype {value.dtype}; a file holds {DTYPES}"
+            )
         listed = value.tolist()
         if np.issubdtype(value.dtype, np.floating):
             listed = _map_floats(listed)
-        return {"__ndarray__": listed, "dtype": str(value.dtype), "shape": list(value.shape)}
+        return {"__ndarray__": listed, "dtype": value.dtype.name, "shape": list(value.shape)}
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
+        if not INT_RANGE[0] <= int(value) < INT_RANGE[1]:
+            raise TypeError(f"{where}: cannot save {value}, an integer beyond 64 bits")
         return int(value)
     if isinstance(value, (float, np.floating)):
-        value = float(value)  # JSON has no NaN or infinity: a scalar that is one is marked
+        value = float(value)  # JSON has no NaN or infinity: a number that is one is marked
         return value if math.isfinite(value) else {"__float__": repr(value)}
     if value is None or isinstance(value, str):
         return value
@@ -354,7 +379,7 @@ def _encode(value, where: str):
         return [_encode(v, where) for v in value]
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value):
-            return {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+            return {"__dict__": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
         return {"__items__": [[_encode(k, where), _encode(v, where)] for k, v in value.items()]}
     if dataclasses.is_dataclass(value):  # settings such as a memory fit: kept as a dict
         return _encode(dataclasses.asdict(value), where)
@@ -364,7 +389,11 @@ def _encode(value, where: str):
 def _map_floats(listed):
     if isinstance(listed, list):
         return [_map_floats(v) for v in listed]
-    return _number(listed)
+    if math.isnan(listed):
+        return None
+    if math.isinf(listed):
+        return "Infinity" if listed > 0 else "-Infinity"
+    return listed
 
 
 def to_data(result) -> dict:
@@ -378,6 +407,8 @@ def to_data(result) -> dict:
             for f in dataclasses.fields(result)
             if not f.metadata.get(NOT_SAVED)
         }
+    if isinstance(data.get("settings"), dict):
+        data["settings"] = {k: v for k, v in data["settings"].items() if k not in RUN_SETTINGS}
     kind = data.pop("__kind__", type(result).__name__)
     fields = {name: _encode(value, f"{kind}.{name}") for name, value in data.items()}
     return {"__result__": kind, "fields": fields}

@@ -231,6 +231,19 @@ def check_length(
         )
 
 
+def _check_pair_length(lm: LoadedModel, n_tokens: int, start: int, names) -> None:
+    """Refuse two texts longer together than the model's context, naming the longer."""
+    limit = context_length(lm)
+    if limit is None or n_tokens <= limit:
+        return
+    first, second = start, n_tokens - start
+    longer = names[1] if second >= first else names[0]
+    raise ValueError(
+        f"{longer} is too long: {names[0]} and {names[1]} are {n_tokens} tokens long together "
+        f"({first} + {second}), longer than the model's context of {limit} tokens"
+    )
+
+
 def encode(
     lm: LoadedModel,
     text: str,
@@ -251,14 +264,14 @@ def encode(
     if task.encoder_decoder:
         encoder_ids = [int(i) for i in tokenizer(text)["input_ids"]]
         part = "encoder" if text_pair is not None else None
-        check_length(lm, len(encoder_ids), part, name=names[0] if part is None else "text")
+        check_length(lm, len(encoder_ids), part, name=names[0])
         if text_pair is None:
             start = lm.config.decoder_start_token_id
             if start is None:
                 raise ValueError(f"{lm.name} has no decoder_start_token_id in its config")
             return Sequence(lm, text, [int(start)], 1, encoder_ids)
         ids = [int(i) for i in tokenizer(text_pair)["input_ids"]]
-        check_length(lm, len(ids), "decoder")
+        check_length(lm, len(ids), "decoder", name=names[1])
         return Sequence(lm, text, ids, len(ids), encoder_ids, text_pair)
     start = None
     if text_pair is None:
@@ -275,7 +288,10 @@ def encode(
         ids, types = encoded["input_ids"], encoded.get("token_type_ids")
         start = types.index(1) if types and 1 in types else len(tokenizer(text)["input_ids"])
     ids = [int(i) for i in ids]
-    check_length(lm, len(ids), name=names[0] if text_pair is None else "text")
+    if text_pair is None:
+        check_length(lm, len(ids), name=names[0])
+    else:
+        _check_pair_length(lm, len(ids), start, names)
     types = [int(t) for t in types] if types is not None else None
     return Sequence(lm, text, ids, len(ids), None, text_pair, start, types)
 

@@ -84,15 +84,93 @@ def test_an_entry_without_manifest_is_an_interrupted_conversion(entry):
 
 
 def test_leftovers_of_killed_conversions_are_removed_and_live_ones_kept(entry):
+    """A staging folder is live while a process holds its entry's lock: a folder named after a
+    process that still runs (its PID reused) is a leftover all the same."""
     entry.parent.mkdir(parents=True)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
-    killed = entry.parent / f".converting-{dead}-abc"
+    killed = entry.parent / ".converting-tiny-entry.abc"  # this very entry: nobody converts it
     (killed / "half").mkdir(parents=True)
-    live = entry.parent / f".converting-{os.getppid()}-xyz"  # our parent process runs
+    old_style = entry.parent / f".converting-{os.getppid()}-xyz"  # a live PID in its name
+    old_style.mkdir()
+    live = entry.parent / ".converting-other-entry.def"
     live.mkdir()
-    cached_folder(entry, Builder(), what="tiny")
-    assert not killed.exists() and live.exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+         "lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+         "time.sleep(60)", str(entry.parent / ".other-entry.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cached_folder(entry, Builder(), what="tiny")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not killed.exists() and not old_style.exists() and live.exists()
+    assert cache.remove_leftovers(entry.parent) == [live]  # its process is gone now
+
+
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        ("[1, 2]", "no readable"),
+        ('{"files": []}', "does not list the files"),
+        ('{"files": {}}', "does not list the files"),
+        ('{"files": {"model.safetensors": {"size": "12"}}}', "does not list the files"),
+        ('{"files": {"../model.safetensors": {"size": 1, "sha256": "%s"}}}' % ("0" * 64),
+         "does not list the files"),
+    ],
+)  # fmt: skip
+def test_a_manifest_of_the_wrong_shape_is_damage_and_is_healed(entry, manifest, why):
+    build = Builder()
+    cached_folder(entry, build, what="tiny")
+    (entry / "model.safetensors").write_bytes(b"truncated")
+    (entry / MANIFEST).write_text(manifest)
+    with pytest.warns(UserWarning, match=why):
+        cached_folder(entry, build, what="tiny")
+    assert build.calls == 2 and cache.damage(entry, digests=True) is None
+
+
+def test_an_entry_replaced_by_a_file_or_holding_an_unlisted_file_is_healed(entry):
+    build = Builder()
+    entry.parent.mkdir(parents=True)
+    entry.write_text("not a folder")
+    with pytest.warns(UserWarning, match="it is not a folder"):
+        cached_folder(entry, build, what="tiny")
+    (entry / "pytorch_model.bin").write_bytes(b"slipped in")
+    with pytest.warns(UserWarning, match="pytorch_model.bin is not in"):
+        cached_folder(entry, build, what="tiny")
+    assert build.calls == 2 and not (entry / "pytorch_model.bin").exists()
+
+
+_BUILD_IN_A_PROCESS = r"""
+import sys, time
+from pathlib import Path
+from lm_layers_explainer.cache import cached_folder
+
+def build(staging):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\n")
+    time.sleep(2)  # long enough for the other process to arrive while this one converts
+    (staging / "weights.bin").write_bytes(b"weights")
+
+print(cached_folder(Path(sys.argv[1]), build, what="tiny"))
+"""
+
+
+def test_two_processes_converting_one_entry_build_it_once(entry, tmp_path):
+    log = tmp_path / "builds.log"
+    script = tmp_path / "build.py"
+    script.write_text(_BUILD_IN_A_PROCESS)
+    runs = [
+        subprocess.Popen([sys.executable, str(script), str(entry), str(log)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert log.read_text() == "built\n"
+    assert (entry / "weights.bin").read_bytes() == b"weights"
+    assert not list(entry.parent.glob(".converting-*"))
 
 
 def test_a_full_disk_is_refused_before_converting_with_the_path(entry, monkeypatch):

@@ -10,6 +10,7 @@ import torch
 
 from lm_layers_explainer import ModelNotAvailableError, lm_layers_explainer, load_model
 from lm_layers_explainer._bertviz import RESIZE, inline_script
+from lm_layers_explainer.attributions import MethodNotApplicableError
 from lm_layers_explainer.registry import ENTRY_POINTS
 
 E = lm_layers_explainer
@@ -171,6 +172,8 @@ CASES = [
     # task models (issue 16)
     ("question_answering", lambda: E["question_answering"]("tiny-gpt2", "a", "b"), ValueError,
      "model must be one of the kinds question_answering"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "who sat", "the cat sat").scored(
+        np.ones(8), "rollout"), TypeError, r"scored\(\) is for the attributions explainer"),
     ("question_answering", lambda: E["question_answering"](_qa(), "where", None), TypeError,
      "context is missing"),
     ("question_answering", lambda: E["question_answering"](_qa(), " ", "the cat"), ValueError,
@@ -192,7 +195,7 @@ CASES = [
     ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=None), ValueError,
      "labels must be a non-empty list"),
     ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=["a"],
-     hypothesis_template="x"), ValueError, "hypothesis_template must contain {}"),
+     hypothesis_template="x"), ValueError, "hypothesis_template must hold exactly one {}"),
     ("zero_shot", lambda: E["zero_shot"](_nli(), "cat " * 70, labels=["a"]), ValueError,
      "longer than the model's context"),
     ("similarity", lambda: E["similarity"]("tiny-gpt2", "a", "b"), ValueError,
@@ -271,7 +274,7 @@ CASES = [
     ("image_classification", lambda: _image_explainer()("feature_ablation", patch_size=33),
      ValueError, r"patch_size must be in 1\.\.32; got 33"),
     ("image_classification", lambda: _image_explainer()("occlusion", window=17), ValueError,
-     r"window must be in 1\.\.16; got 17"),
+     r"window must be in 1\.\.4 \(squares of patches of 8 pixels .* 32x32 input\); got 17"),
     ("image_classification", lambda: _image_explainer()(noise_tunnel="smoothgrad", stdevs=-1),
      ValueError, "stdevs must be a finite number >= 0; got -1"),
     ("image_classification", lambda: _image_explainer()(nt_samples=0), ValueError,
@@ -407,6 +410,75 @@ CASES = [
     ("attention_flow", lambda: _flow_capped(2, lambda: E["attention_flow"](
         "tiny-gpt2", "The cat sat")(method="flow")), ValueError,
      "method='flow' takes texts of at most 2 tokens.*this text is 3: use method='rollout'"),
+    # a hostile user's probe (issue 27): crashes and silent acceptances, one row each
+    ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=["a"],
+     hypothesis_template="{} and {}"), ValueError,
+     r"hypothesis_template must hold exactly one \{\} .*got '\{\} and \{\}', with \{\}, \{\}"),
+    ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=["a"],
+     hypothesis_template="It is {label}. {}"), ValueError, r"with \{label\}, \{\}"),
+    ("zero_shot", lambda: E["zero_shot"](_nli(), "the cat", labels=["a"],
+     hypothesis_template="It is {} {"), ValueError,
+     "hypothesis_template must hold exactly one .*Single '{' encountered"),
+    ("image_classification", lambda: _image_explainer()("occlusion", window=5), ValueError,
+     r"window must be in 1\.\.4 .*; got 5"),
+    ("image_classification", lambda: _image_explainer()(
+        "occlusion", window=7, patch_size=5), ValueError, r"window must be in 1\.\.6 .*; got 7"),
+    ("similarity", lambda: E["similarity"]("tiny-bert", "a", "b")(method="deeplift"),
+     MethodNotApplicableError, "deeplift cannot explain a cosine of two sentence embeddings.*"
+     "Methods that work here: saliency, input_x_gradient, integrated_gradients, occlusion"),
+    ("zero_shot", lambda: E["zero_shot"](encoder(), "the cat", labels=["a"])(
+        method="deeplift_shap"), MethodNotApplicableError, "deeplift_shap cannot explain"),
+    ("similarity", lambda: E["similarity"]("tiny-bert", "a", "b").compare(
+        ["deeplift", "deeplift_shap"]), MethodNotApplicableError,
+     "every method given is refused here: deeplift: deeplift cannot"),
+    ("token_classification", lambda: E["token_classification"](_tagger(), "the cat").compare(
+        ["saliency"], faithfulness="deletion"), ValueError,
+     "faithfulness='deletion' deletes the token whose label is explained; give "
+     "faithfulness='replacement' or False"),
+    ("token_classification", lambda: E["token_classification"](_tagger(), "the cat").compare(
+        ["saliency"], n_steps=0), ValueError, r"n_steps must be in 1\.\.10000"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "where", "the cat").compare(
+        ["saliency"], output="logit", faithfulness="deletion"), ValueError,
+     "faithfulness='deletion' deletes the answer's position, which then has no logit"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "where", "the cat").compare(
+        ["saliency"], answer="dog"), ValueError, "answer must occur in the context"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(target="\ud800"),
+     ValueError, "target must be valid Unicode; character 0 is a lone surrogate"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(target=" a \ud800"),
+     ValueError, "target must be valid Unicode; character 3"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat")(
+        target=" the", foil="\ud800"), ValueError, "foil must be valid Unicode"),
+    ("rankings", lambda: E["rankings"]("tiny-gpt2")("The cat").rankings_watch(
+        watch=["\ud800"], position=2), ValueError, "watch token must be valid Unicode"),
+    ("logit_attribution", lambda: E["logit_attribution"]("tiny-gpt2", "The cat")(
+        target="\udfff"), ValueError, "target must be valid Unicode"),
+    ("patching", lambda: E["patching"]("tiny-gpt2", "The cat sat", "The dog sat")(
+        target=" the", foil="\ud800"), ValueError, "foil must be valid Unicode"),
+    ("attributions", lambda: E["attributions"](_classifier(), "the cat", "cat " * 70),
+     ValueError, r"text_pair is too long: text and text_pair are 75 tokens long together "
+     r"\(4 \+ 71\), longer than the model's context of 64"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "where", "cat " * 70),
+     ValueError, "context is too long: question and context are"),
+    ("question_answering", lambda: E["question_answering"](_qa(), "cat " * 70, "where"),
+     ValueError, "question is too long: question and context are"),
+    ("attention_head_view", lambda: E["attention_head_view"]("tiny-bert")("a", "cat " * 70),
+     ValueError, "sentence_b is too long: sentence_a and sentence_b are"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat").scored(
+        [0.5, np.nan], "rollout"), ValueError, "scores must be finite numbers; got nan at index 1"),
+    ("attributions", lambda: E["attributions"]("tiny-gpt2", "The cat").scored(
+        [np.inf, -np.inf], "rollout"), ValueError, "got inf at index 0 and 1 more"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(perplexity=2), ValueError,
+     "perplexity is an option of projection='tsne'; projection='pca' does not use it"),
+    ("embeddings", lambda: E["embeddings"]("tiny-gpt2", THREE)(projection="tsne",
+     n_neighbors=2), ValueError, "n_neighbors is an option of projection='umap'"),
+    ("representation_similarity", lambda: E["representation_similarity"]("tiny-gpt2", THREE)(
+        pooling="cls"), ValueError,
+     "pooling is for unit='texts' only; method='cka', unit='tokens' does not use it"),
+    ("representation_similarity", lambda: E["representation_similarity"]("tiny-gpt2", THREE)(
+        dims=5), ValueError, "dims is for method='svcca' only; method='cka'"),
+    ("representation_similarity", lambda: E["representation_similarity"](
+        "tiny-gpt2", ["a cat"] * 3)(unit="texts"), ValueError,
+     "texts must differ for unit='texts': every text is the same tokens"),
 ]  # fmt: skip
 
 
@@ -533,6 +605,26 @@ def test_pickled_weights_load_only_when_allowed(tmp_path):
     assert torch.equal(loaded.model.transformer.wte.weight, original.model.transformer.wte.weight)
 
 
+def test_an_index_pointing_at_a_pickle_is_refused_without_allow_pickle(tmp_path, monkeypatch):
+    import json
+
+    original = _pickled_checkpoint(tmp_path)
+    os.rename(tmp_path / "pytorch_model.bin", tmp_path / "shard.bin")
+    weight_map = {name: "shard.bin" for name in original.model.state_dict()}
+    index = {"metadata": {}, "weight_map": weight_map}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    unpickled = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: unpickled.append(a) or real_load(*a, **k))
+    with pytest.raises(ModelNotAvailableError, match=r"points at weights which are not "
+                       r"safetensors \(shard.bin\).*allow_pickle=True"):  # fmt: skip
+        load_model(tmp_path)
+    assert unpickled == []
+    loaded = load_model(tmp_path, allow_pickle=True)
+    assert unpickled  # the user's choice: transformers unpickles it (weights_only)
+    assert torch.equal(loaded.model.transformer.wte.weight, original.model.transformer.wte.weight)
+
+
 def test_remote_code_is_never_trusted(tmp_path):
     from lm_layers_explainer.checkpoints import from_pretrained
 
@@ -616,9 +708,10 @@ results = {
     "activations": E["activations"]("tiny-gpt2", text)(n_components=2),
     "attention": E["attention_head_view"]("tiny-gpt2")(text),
     "attributions": E["attributions"]("tiny-gpt2", text)(method="feature_ablation"),
+    "layers": E["attributions"]("tiny-gpt2", text)(method="layer_gradient_x_activation"),
 }
 for name, result in results.items():
-    for suffix in (".png", ".svg"):
+    for suffix in (".png", ".svg", ".json"):
         result.save(folder / (name + suffix))
 """
 
@@ -650,20 +743,55 @@ def _save_in_a_new_process(folder, hash_seed: str):
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
-def test_saved_pictures_are_valid_literal_and_the_same_bytes_in_two_processes(tmp_path):
+def test_saved_pictures_and_files_are_valid_literal_and_the_same_bytes_in_two_processes(
+    tmp_path,
+):
+    """Pictures and result files: the same bytes from two processes (run times and the free
+    memory, which choose and describe the batches, are not saved)."""
     import xml.etree.ElementTree as ElementTree
+
+    from lm_layers_explainer import load_result
 
     first = _save_in_a_new_process(tmp_path / "one", "1")
     second = _save_in_a_new_process(tmp_path / "two", "2")
-    assert len(first) == 12 and first.keys() == second.keys()
+    assert len(first) == 21 and first.keys() == second.keys()
     for name, content in first.items():
         assert content == second[name], f"{name} differs between two processes"
+        if name.endswith(".json"):
+            assert b"seconds" not in content and b"GiB" not in content
+            assert b'"memory"' not in content
+    loaded = load_result(tmp_path / "one" / "attributions.json")
+    assert loaded.seconds is None and "memory" not in loaded.settings
+    for name, content in first.items():
         if name.endswith(".svg"):
             root = ElementTree.fromstring(content)  # raises on control characters
             glyphs = {element.get("id") for element in root.iter() if element.get("id")}
             # matplotlib draws text as glyph paths, one definition per glyph used, named by
             # font and glyph index: "$" is drawn as a dollar sign, not taken for TeX.
             assert glyphs & DOLLAR_GLYPHS, name
+
+
+def test_tick_labels_with_control_characters_make_valid_svg(tmp_path):
+    """Tick labels set with their texts are drawn anew from the axis's formatter at save
+    time: they must be escaped there too (grids of tokens, of rows, of labels)."""
+    import xml.etree.ElementTree as ElementTree
+
+    text = "the cat\x01 sat\x7f"
+    tagger = load_model("tiny-bert", kind="token_classifier")
+    labels = [f"L{i}\x02" for i in range(5)]  # BERT's tokenizer drops control characters
+    results = {
+        "layer_conductance": E["attributions"]("tiny-gpt2", text)(
+            method="layer_conductance", n_steps=1),
+        "attention_flow": E["attention_flow"]("tiny-gpt2", text)(),
+        "token_classification": E["token_classification"](tagger, "cat", custom_labels=labels)(
+            method="saliency"),
+        "zero_shot": E["zero_shot"](_nli(), "cat", labels=["a\x03"])(method="saliency"),
+    }  # fmt: skip
+    shown = {"token_classification": "\\x02", "zero_shot": "\\x03"}
+    for name, result in results.items():
+        path = result.save(tmp_path / f"{name}.svg")
+        ElementTree.fromstring(path.read_bytes())  # raises on a control character
+        assert shown.get(name, "\\x01") in path.read_text(), name  # drawn as an escape
 
 
 def test_numpy_integers_are_ints_everywhere():

@@ -195,6 +195,19 @@ def test_sampling_methods_run_on_patches_and_are_seeded(explain):
     assert np.allclose(patch, patch[0, 0])
 
 
+def test_the_largest_occlusion_window_covers_every_pixel(explain):
+    """window goes up to the patches that fit along the image's side: 4 of 8 pixels on
+    tiny-vit's 32 x 32 input (one window, the whole image), 6 of 5 (the last step clipped
+    at the edge, so the pixels past the last whole patch are covered too)."""
+    whole = explain("occlusion", window=4, output="logit")
+    assert np.ptp(whole.scores) == 0  # one window: every pixel gets its drop alike
+    drop = whole.value - whole.baseline_value
+    assert whole.scores[:8, :8].sum() == pytest.approx(drop, rel=1e-4)  # a patch's share
+    clipped = explain("occlusion", window=6, patch_size=5, output="logit")
+    assert np.isfinite(clipped.scores).all() and np.all(clipped.scores != 0)
+    assert np.ptp(clipped.scores[30:, 30:]) == 0  # the partial patch: one feature
+
+
 def test_views_save_and_come_back(explain, tmp_path):
     result = explain("integrated_gradients", n_steps=5)
     for view in ("overlay", "heatmap", "masked", "alpha"):

@@ -176,6 +176,17 @@ def test_missing_model_package_names_the_pip_command(monkeypatch):
         (lambda: load_model(("model",)), TypeError, r"\(model, tokenizer\)"),
         (lambda: load_model("tiny-gpt2", device="cpu", device_map="cpu"), ValueError, "either"),
         (lambda: load_model("tiny-gpt2", torch_dtype=3), TypeError, "torch_dtype"),
+        (
+            lambda: load_model("tiny-gpt2", device="meta"),
+            ValueError,
+            "device must be one that computes.*'meta' tensors hold no numbers",
+        ),
+        (
+            lambda: load_model("tiny-gpt2", device_map="nonsense"),
+            ValueError,
+            "device_map must be one of auto, balanced, balanced_low_0, sequential, a device",
+        ),
+        (lambda: load_model("tiny-gpt2", device_map=3), TypeError, "device_map must be a string"),
     ],
 )
 def test_bad_arguments_get_clear_errors(call, error, message):

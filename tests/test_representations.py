@@ -200,6 +200,25 @@ def test_two_models_compare_by_pooled_texts_and_tokens_need_the_same_tokenizer()
     assert result.matrix[1, 2] == pytest.approx(svcca(a[1], b[2], dims=3), abs=1e-6)
 
 
+@pytest.mark.parametrize(("method", "options"), [("cka", {}), ("svcca", {"dims": 3})])
+def test_a_depth_whose_datapoints_are_all_the_same_is_nan_and_the_others_are_measured(
+    method, options
+):
+    """BERT's [CLS] embedding is the same for every text: with pooling="cls" the
+    embeddings depth has no variance, so no similarity (NaN, not a number from noise)."""
+    import warnings
+
+    lm = load_model("tiny-bert")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "invalid value" from 0 / 0
+        result = Similarity(lm, TEXTS)(method=method, unit="texts", pooling="cls", **options)
+    assert np.isnan(result.matrix[0]).all() and np.isnan(result.matrix[:, 0]).all()
+    assert np.isfinite(result.matrix[1:, 1:]).all()
+    if method == "cka":
+        states = np.stack([own_hidden_states(lm, t)[:, 0] for t in TEXTS], 1)
+        assert result.matrix[1, 2] == pytest.approx(cka(states[1], states[2]), abs=1e-6)
+
+
 # --------------------------------------------------------------------------- layers
 
 TEXT = "The cat sat on the"

@@ -146,7 +146,7 @@ def test_a_tokens_deletion_curve_is_refused_and_replacement_works(tagger):
         ({"ignored_labels": ["PERSON"]}, ValueError, r"must be among the labels \['O'"),
         ({"ignored_labels": "O"}, TypeError, "ignored_labels must be a list of str"),
         ({"ignored_positions": [99]}, ValueError, r"ignored_positions must be in 0\.\."),
-        ({"ignored_positions": ["1"]}, TypeError, "ignored_positions must be a list of int"),
+        ({"ignored_positions": ["1"]}, TypeError, r"ignored_positions must be an int in 0\.\."),
         ({"n_stepz": 3}, TypeError, r"unknown options \['n_stepz'\]"),
     ],
 )
@@ -212,7 +212,7 @@ def test_zero_shot_with_a_sentence_encoder_explains_each_labels_cosine():
         ("classifier", {"labels": ["a"]}, "model must be an NLI classifier with an entailment"),
         ("nli", {"labels": []}, "labels must be a non-empty list"),
         ("nli", {"labels": ["a", "a"]}, "labels must not repeat"),
-        ("nli", {"labels": ["a"], "hypothesis_template": "about"}, "must contain {}"),
+        ("nli", {"labels": ["a"], "hypothesis_template": "about"}, "must hold exactly one {}"),
         ("nli", {"labels": [" "]}, "labels must contain"),
     ],
 )
@@ -428,3 +428,74 @@ def test_bad_custom_labels_are_refused(model, custom, error, message):
     lm = load_model("tiny-bert", kind="classifier") if model == "classifier" else "tiny-gpt2"
     with pytest.raises(error, match=message):
         E["attributions"](lm, "the cat", custom_labels=custom)
+
+
+# --------------------------------------------------------------------------- issue 27
+
+
+def test_a_qa_rows_deletion_curve_starts_at_its_output_and_a_deleted_answer_has_p_0(qa_model):
+    """The row explains the probability of one position: deleting other tokens moves it
+    (the curve reads the same token where it now is); deleting it leaves probability 0."""
+    qa = E["question_answering"](qa_model, QUESTION, CONTEXT)
+    row = qa("saliency").rows["start"]
+    curve = row.faithfulness()
+    assert curve.deletion[0] == pytest.approx(row.output, rel=1e-5)
+    assert curve.insertion[-1] == pytest.approx(row.output, rel=1e-5)
+    start = qa.span()[0]
+    gone = curve.order.index(start) + 1  # deletion[k]: the k top tokens deleted
+    assert np.all(curve.deletion[gone:] == 0) and np.all(curve.deletion[:gone] > 0)
+    assert np.all(curve.insertion[:gone] == 0) and np.all(curve.insertion[gone:] > 0)
+    first = curve.order[0] if gone > 1 else curve.order[1]  # a token that is not the answer
+    kept = [i for i in range(len(row.tokens)) if i != first]
+    types = row.explained.extra["token_type_ids"][0, kept]
+    with torch.no_grad():
+        out = qa_model.model(input_ids=torch.tensor([row.token_ids])[:, kept],
+                             token_type_ids=types[None])  # fmt: skip
+    expected = float(out.start_logits[0].softmax(-1)[kept.index(start)])
+    assert row.explained.output_with(kept, start, "probability") == pytest.approx(expected)
+    logit = qa("saliency", output="logit").rows["end"]
+    with pytest.raises(ValueError, match="deletes the position whose logit is explained"):
+        logit.faithfulness()
+
+
+def _same_rows(compared, alone):
+    """compare()'s rows hold each method's rows as the call alone gives them."""
+    for method, result in alone.items():
+        assert list(compared) == list(result.rows)
+        for row, expected in result.rows.items():
+            np.testing.assert_allclose(compared[row].results[method].scores, expected.scores)
+            assert compared[row].results[method].output == expected.output
+
+
+def test_compare_on_the_task_explainers_gives_each_methods_own_rows(qa_model, tagger, nli):
+    qa = E["question_answering"](qa_model, QUESTION, CONTEXT)
+    methods = ["saliency", "input_x_gradient"]
+    compared = qa.compare(methods, faithfulness=False, answer="the mat")
+    _same_rows(compared, {m: qa(m, answer="the mat") for m in methods})
+    assert compared["start"].convention is None
+    ner = E["token_classification"](tagger, "the cat")
+    _same_rows(ner.compare(["saliency"], faithfulness=False, ignored_positions=[1]),
+               {"saliency": ner("saliency", ignored_positions=[1])})  # fmt: skip
+    zero_shot = E["zero_shot"](nli, "the cat", labels=["a", "b"])
+    _same_rows(zero_shot.compare(["saliency"], faithfulness=False),
+               {"saliency": zero_shot("saliency")})  # fmt: skip
+    similarity = E["similarity"](load_model("tiny-bert"), "a cat", "a dog")
+    compared = similarity.compare(["saliency", "deeplift"])
+    _same_rows(compared, {"saliency": similarity("saliency")})
+    assert set(compared) == {"text_a", "text_b"}  # not the similarity of a "[PAD]" token
+    assert compared["text_a"].results["deeplift"].startswith("deeplift cannot explain")
+    saliency = compared["text_b"].results["saliency"]
+    assert compared["text_b"].convention == "deletion"
+    assert saliency.faithfulness().deletion[0] == pytest.approx(saliency.output, rel=1e-5)
+    tags = ner.compare(["saliency"])  # a tagger's rows: faithfulness by replacement
+    assert {c.convention for c in tags.values()} == {"replacement"}
+    logits = qa.compare(["saliency"], output="logit")  # no logit for a deleted answer
+    assert logits["end"].convention == "replacement"
+
+
+def test_ignored_positions_take_numpy_ints(tagger):
+    ner = E["token_classification"](tagger, "the cat sat")
+    plain = ner("saliency", ignored_positions=[1, 3])
+    assert not any(row.startswith(("1 ", "3 ")) for row in plain.rows)
+    for positions in (np.array([1, 3]), [np.int64(1), np.int32(3)]):
+        assert list(ner("saliency", ignored_positions=positions).rows) == list(plain.rows)

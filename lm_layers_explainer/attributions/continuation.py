@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_unicode
 from ..forward import check_generation, extend
 from ..render import progress
 from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep, token_texts
@@ -110,7 +111,7 @@ def target_ids(explainer, target, generate) -> list[int] | None:
         return list(extended.ids[written:])
     if not (continues and isinstance(target, str)) or not target:
         return None
-    ids = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
+    ids = lm.tokenizer(check_unicode(target, "target"), add_special_tokens=False)["input_ids"]
     if len(ids) < 2:
         return None
     check_length(lm, written + len(ids) - 1, "text and target")
@@ -129,6 +130,7 @@ def foil_ids(explainer, foil, targets: list[int]) -> list[int]:
             f"foil must be a text for a continuation (as many tokens as the target); got "
             f"{type(foil).__name__}"
         )
+    foil = check_unicode(foil, "foil")
     ids = explainer.lm.tokenizer(foil, add_special_tokens=False)["input_ids"]
     if len(ids) != len(targets):
         raise ValueError(

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..checks import check_choice
+from ..locks import UsesModel, seeded
 from ..models import LoadedModel
 from ..render import progress
 from ..tasks import (
@@ -148,8 +149,7 @@ def with_progress(f, passes: int, desc: str, seed: int, device, work):
     choice seeded by ``seed`` with the caller's random state untouched, Ctrl-C between
     passes. Returns (what ``work`` returns, seconds)."""
     f.after_pass = PassProgress(passes, desc)
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-        torch.manual_seed(seed)
+    with seeded(seed, device):  # captum's samplers draw from torch's global generator
         start = time.perf_counter()
         try:
             result = work()
@@ -176,7 +176,7 @@ def read(
     return float(scores[index] - (scores[foil] if foil is not None else 0.0))
 
 
-class Explained:
+class Explained(UsesModel):
     """One text's question: where the answer is read, what can be attributed, and ``f`` on
     the text, on its baselines and on the text with tokens deleted (each computed once).
 
@@ -343,6 +343,10 @@ class Explained:
                 f"deletion removes whole tokens, not their {self.attributed} embeddings; use "
                 "convention='replacement'"
             )
+        if key not in self._deleted_outputs and self.lm.task.explains == "span":
+            target = self._span_target(kept, target, output)  # a position: where it is now
+            if target is None:  # the answer's token is deleted: it cannot be the answer
+                self._deleted_outputs[key] = 0.0
         if key not in self._deleted_outputs:
             lm = self.lm
             encoder = [self.ids[i] for i in kept if i < self.n_encoder]
@@ -358,6 +362,19 @@ class Explained:
                 value = self._f(read_at, target, output, extra, foil, len(encoder))(x)
             self._deleted_outputs[key] = float(value[0])
         return self._deleted_outputs[key]
+
+    def _span_target(self, kept: list[int], target: int, output: str) -> int | None:
+        """A question-answering row's target position among the ``kept`` tokens; None where
+        it is deleted (its probability is then 0; a logit has no such value: refused)."""
+        if target in kept:
+            return kept.index(target)
+        if output == "logit":
+            raise ValueError(
+                f"deleting token {target} deletes the position whose logit is explained; use "
+                "output='probability' (the probability of a deleted position is 0) or "
+                "convention='replacement'"
+            )
+        return None
 
     def _empty_text(self) -> int:
         """The token that stands for a text with nothing left: BOS, else EOS."""

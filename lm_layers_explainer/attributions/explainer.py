@@ -7,9 +7,9 @@ import inspect
 import torch
 
 from ..base import Explainer
-from ..checks import check_choice, check_int, check_labels, check_seed
+from ..checks import check_choice, check_finite, check_int, check_labels, check_seed
 from ..forward import token_id
-from ..memory import rows_that_fit
+from ..memory import MAX_PASSES, REFUSE_ABOVE, check_passes, rows_that_fit
 from ..render import progress
 from ..tasks import (
     class_index,
@@ -31,9 +31,6 @@ from .methods import (
     token_scores,
 )
 from .results import AttributionResult, ComparisonResult, ContinuationResult, RowsResult
-
-REFUSE_ABOVE = 0.9
-"""A pass whose estimated memory exceeds this share of the free memory is refused."""
 
 
 class AttributionsExplainer(Explainer):
@@ -143,11 +140,15 @@ class AttributionsExplainer(Explainer):
 
         return pd.DataFrame(
             [
-                (m.name, m.captum, m.family, m.summary, m.refuse(self.lm) or "")
+                (m.name, m.captum, m.family, m.summary, self.refusal(m) or "")
                 for m in [*METHODS.values(), *LAYER_METHODS.values()]
             ],
             columns=["method", "captum", "family", "summary", "refused"],
         ).set_index("method")
+
+    def refusal(self, spec) -> str | None:
+        """Why ``spec`` cannot explain this model here, or None where it runs."""
+        return spec.refuse(self.lm)
 
     def labels(self) -> list[str]:
         """A classifier's class labels, in index order (``custom_labels`` if given)."""
@@ -184,6 +185,7 @@ class AttributionsExplainer(Explainer):
         window: int = 1,
         seed: int = 0,
         attributed: str = "word",
+        max_passes: int = MAX_PASSES,
         generate: int | None = None,
         foil=None,
         layer: int | None = None,
@@ -226,6 +228,12 @@ class AttributionsExplainer(Explainer):
                 as transformers-interpret allows. Not ``"word"``: the zero baseline only,
                 no deeplift_shap, one token only (no continuation), faithfulness by
                 replacement.
+            max_passes: the most forward passes one attribution may make (default 10,000,
+                about a day on a CPU), 1 or more. The count (from the text's length,
+                ``n_steps``, ``n_samples`` and the batch) is made before any work: more is
+                refused, naming what to lower. Anything less runs, with a progress bar once
+                it looks longer than a few seconds (feature ablation at 2,000 tokens on
+                SmolLM2: 1,001 passes of 2, hours on a CPU).
             generate: causal and seq2seq LMs only: the model writes this many tokens (1 ..
                 its context left) after the text (a seq2seq model's decoder: after its start
                 token), greedily, and each is explained as a continuation; None (default)
@@ -271,6 +279,7 @@ class AttributionsExplainer(Explainer):
             "window": window,
             "seed": seed,
             "attributed": attributed,
+            "max_passes": max_passes,
         }
         if isinstance(method, str) and method in LAYER_METHODS:
             return self._layers(LAYER_METHODS[method], target, foil, generate, options,
@@ -364,23 +373,9 @@ class AttributionsExplainer(Explainer):
         >>> attributions.compare(["saliency", "integrated_gradients"]).to_frame()
         >>> attributions.compare(["saliency"], target=" London", foil=" Manchester")
         """
-        if faithfulness is True:
-            faithfulness = "deletion"
-        elif faithfulness is not False and faithfulness not in CONVENTIONS:
-            raise ValueError(
-                f"faithfulness must be True, False or one of {', '.join(CONVENTIONS)}; "
-                f"got {faithfulness!r}"
-            )
+        faithfulness = check_faithfulness(faithfulness)
         check_options(options, "compare()")
-        names = list(METHODS) if methods is None else methods
-        if isinstance(names, str) or not names:
-            raise ValueError(
-                f"methods must be a non-empty list of method names ({', '.join(METHODS)}) "
-                "or None for all"
-            )
-        specs = [check_method(name) for name in names]
-        if len({s.name for s in specs}) != len(specs):
-            raise ValueError(f"methods must not repeat a name; got {names}")
+        specs = check_methods(methods)
         checked = {s.name: self._settings(s, **{**CALL_OPTIONS, **options}) for s in specs}
         contrast = None if foil is None else self.resolve_target(foil, "foil")
         if target is None:
@@ -389,7 +384,7 @@ class AttributionsExplainer(Explainer):
         _check_contrast(contrast, index, text)
         results: dict[str, AttributionResult | str] = {}
         for spec in progress(specs, desc="attribution methods"):
-            reason = spec.refuse(self.lm)
+            reason = self.refusal(spec)
             if reason:
                 results[spec.name] = reason
                 continue
@@ -413,6 +408,7 @@ class AttributionsExplainer(Explainer):
         window,
         seed,
         attributed="word",
+        max_passes=MAX_PASSES,
         n_tokens: int | None = None,
     ) -> dict:
         """Check every option before any model work (defaults: those of ``__call__``);
@@ -440,7 +436,10 @@ class AttributionsExplainer(Explainer):
                     f"{spec.name} draws random tokens as baselines, so it attributes word "
                     f"embeddings only; got attributed={attributed!r}"
                 )
+        max_passes = check_int(max_passes, "max_passes", 1)
         batch, memory = self._batch(spec, internal_batch_size, n_samples, n_tokens)
+        self._check_passes(spec, n_tokens or len(self.ids), n_steps, batch, n_samples,
+                           max_passes)  # fmt: skip
         return {
             "output": output,
             "baseline": baseline,
@@ -459,8 +458,9 @@ class AttributionsExplainer(Explainer):
         """Inputs per pass through the model, and what was chosen, in words; a ValueError
         with the estimate when what the method needs is not free."""
         n = n_tokens or len(self.ids)
-        backward = spec.family == "gradient"
-        fit = rows_that_fit(self.lm, n, backward=backward)
+        backward = spec.family != "perturbation"  # the layer and neuron methods too
+        kept = self.lm.n_layers if spec.family == "layer" else 0  # every layer at once
+        fit = rows_that_fit(self.lm, n, backward=backward, kept_layers=kept)
         limit = int(REFUSE_ABOVE * fit.available // fit.bytes_per_row)
         per_row = f"{fit.bytes_per_row / 2**30:.2f} GiB per input on {n} tokens"
         free = f"{fit.available / 2**30:.1f} GiB available"
@@ -487,6 +487,22 @@ class AttributionsExplainer(Explainer):
             )
         batch = internal_batch_size if spec.batched else fit.rows
         return batch, f"internal_batch_size={batch}" + (", given" if spec.batched else "")
+
+    def _check_passes(self, spec, n, n_steps, batch, n_samples, max_passes) -> None:
+        """Refuse, before any work, an attribution of more than ``max_passes`` passes."""
+        passes = spec.passes(n, n_steps, batch, n_samples)
+        if spec.per_layer:  # once per layer (when layer is None)
+            passes *= self.lm.n_layers
+        if spec.default_samples is not None:
+            fewer = "use fewer n_samples"
+        elif spec.family == "perturbation":
+            fewer = "use a shorter text"
+        else:
+            fewer = "use fewer n_steps"
+        if spec.batched:
+            fewer += " or a larger internal_batch_size (up to 4096)"
+        check_passes(passes, max_passes, f"{spec.name} on {n} tokens (batches of {batch})",
+                     fewer)  # fmt: skip
 
     def question(self, explained: Explained, index: int, settings: dict, foil=None) -> Question:
         """What every method (token, layer or neuron) is asked about ``explained``: ``f``
@@ -523,9 +539,7 @@ class AttributionsExplainer(Explainer):
 
         >>> attributions.scored(rollout_scores, "attention_rollout").faithfulness()
         """
-        import numpy as np
-
-        scores = np.asarray(scores, dtype=np.float64)
+        scores = check_finite(scores, "scores")
         if scores.shape != (len(self.ids),):
             raise ValueError(
                 f"scores must hold one number per token ({len(self.ids)}); got shape {scores.shape}"
@@ -595,6 +609,32 @@ class AttributionsExplainer(Explainer):
             foil_text=foil_text,
             n_encoder=explained.n_encoder,
         )
+
+
+def check_faithfulness(faithfulness) -> str | None:
+    """compare()'s ``faithfulness``: True (``"deletion"``), a convention, or False (None)."""
+    if faithfulness is True:
+        return "deletion"
+    if faithfulness is not False and faithfulness not in CONVENTIONS:
+        raise ValueError(
+            f"faithfulness must be True, False or one of {', '.join(CONVENTIONS)}; "
+            f"got {faithfulness!r}"
+        )
+    return faithfulness or None
+
+
+def check_methods(methods) -> list:
+    """compare()'s ``methods``: None for all, or a non-empty list of distinct names."""
+    names = list(METHODS) if methods is None else methods
+    if isinstance(names, str) or not names:
+        raise ValueError(
+            f"methods must be a non-empty list of method names ({', '.join(METHODS)}) "
+            "or None for all"
+        )
+    specs = [check_method(name) for name in names]
+    if len({s.name for s in specs}) != len(specs):
+        raise ValueError(f"methods must not repeat a name; got {names}")
+    return specs
 
 
 def check_options(options: dict, caller: str) -> None:

@@ -287,7 +287,8 @@ class ImageClassificationExplainer(Explainer):
             output: ``probability`` (softmax; sigmoid for a multi-label model) or ``logit``.
             baseline: one of :data:`BASELINES` (default ``zero``, as transformers-interpret).
             n_steps, internal_batch_size, n_samples: as for ``attributions``.
-            window: occlusion's square window, in patches.
+            window: occlusion's square window, in patches (default 1): 1 .. the patches
+                that fit along the image's shorter side (4 for 32 pixels in patches of 8).
             patch_size: the patch that perturbation methods replace (default: the model's).
             noise_tunnel: None, ``smoothgrad``, ``smoothgrad_sq`` or ``vargrad``: average
                 the method over ``nt_samples`` copies of the image with Gaussian noise of
@@ -317,7 +318,15 @@ class ImageClassificationExplainer(Explainer):
         patch = self.patch_size(patch_size)
         mask = patch_mask(self.pixel_values.shape, patch).to(self.pixel_values.device)
         n_patches = int(mask.max()) + 1
-        window = check_int(window, "window", 1, n_patches)
+        # a square of window x window patches must fit in the image (captum's occlusion
+        # slides it by one patch, the last step clipped at the edge: every pixel is covered)
+        height, width = self.pixel_values.shape[2:]
+        window, most = check_int(window, "window", 1), min(height, width) // patch
+        if window > most:
+            raise ValueError(
+                f"window must be in 1..{most} (squares of patches of {patch} pixels that fit in "
+                f"the model's {height}x{width} input); got {window}"
+            )
         seed = check_seed(seed)
         if noise_tunnel is not None:
             check_choice(noise_tunnel, "noise_tunnel", NOISE_TUNNELS)

@@ -58,7 +58,8 @@ class AttributionResult(Result):
     output: float
     baseline_output: float
     delta: float | None
-    seconds: float
+    seconds: float | None = field(metadata={NOT_SAVED: True})
+    """The run time: not saved (it changes from run to run), None in a loaded result."""
     explained: Explained | None = field(repr=False, metadata={NOT_SAVED: True})
     """The question, with the model: None in a result loaded from a file."""
     settings: dict = field(repr=False)
@@ -218,7 +219,9 @@ class FaithfulnessResult(Result):
     and a masked LM's ``[MASK]`` always stay). ``convention`` says how a token is removed:
     ``"deletion"`` takes it out of the text (ERASER), ``"replacement"`` puts ``baseline`` in
     its place. Where deletion leaves a causal LM no token at all, f is read after the
-    tokenizer's BOS token (else its EOS token): the start of a text.
+    tokenizer's BOS token (else its EOS token): the start of a text. A question-answering
+    row reads its position where that token now is; once the token is deleted, its
+    probability is 0 (a logit is refused: use replacement).
     Areas are over the fraction k/n in [0, 1]: a faithful attribution has a small
     ``deletion_auc`` and a large ``insertion_auc``. ``comprehensiveness`` (higher is better)
     and ``sufficiency`` (lower is better) are ERASER's AOPC: ``f(x) - f(x without r_b)`` and
@@ -364,7 +367,8 @@ class ContinuationResult(Result):
     baseline_outputs: np.ndarray
     deltas: np.ndarray
     step_scores: dict
-    seconds: float
+    seconds: float | None = field(metadata={NOT_SAVED: True})
+    """The run time: not saved, None in a loaded result."""
     settings: dict = field(repr=False)
     n_encoder: int = 0
     foil_ids: list | None = None

@@ -20,13 +20,23 @@ import torch
 from torch import nn
 
 from ..base import Explainer
-from ..checks import check_int, check_text
-from ..render import visible
+from ..checks import check_int, check_template, check_text, int_list
+from ..render import progress, visible
 from ..tasks import encode, run, sentence_embeddings, special_flags, token_texts
 from .explained import Explained, read
-from .explainer import CALL_OPTIONS, AttributionsExplainer, check_options
-from .methods import MethodNotApplicableError, check_method
-from .results import AttributionResult, RowsResult
+from .explainer import (
+    CALL_OPTIONS,
+    AttributionsExplainer,
+    check_faithfulness,
+    check_methods,
+    check_options,
+)
+from .methods import METHODS, MethodNotApplicableError, check_method
+from .results import AttributionResult, ComparisonResult, RowsResult
+
+ONE_USE_HOOKS = ("deeplift", "deeplift_shap")
+"""Methods whose captum hooks keep one input and output per module: refused where ``f`` runs
+a module twice."""
 
 
 class _TaskExplainer(AttributionsExplainer):
@@ -39,15 +49,92 @@ class _TaskExplainer(AttributionsExplainer):
     def _checked(self, text, text_pair):
         return Explainer._checked(self, text, text_pair)
 
+    runs_model_twice = False
+    """True where ``f`` runs the model once per text (a sentence encoder's two texts)."""
+
+    def deletion_refused(self, options: dict) -> str | None:
+        """Why faithfulness by deletion cannot work on this task's rows with these call
+        options (None where it can)."""
+        return None
+
+    def refusal(self, spec) -> str | None:
+        reason = spec.refuse(self.lm)
+        if reason or not (self.runs_model_twice and spec.name in ONE_USE_HOOKS):
+            return reason
+        working = [
+            n for n, m in METHODS.items() if not m.refuse(self.lm) and n not in ONE_USE_HOOKS
+        ]
+        return (
+            f"{spec.name} cannot explain a cosine of two sentence embeddings: the encoder runs "
+            "once per text, and captum's DeepLift follows each module through one use only "
+            f"per pass. Methods that work here: {', '.join(working)}"
+        )
+
     def _method_and_settings(self, method, options: dict, n_tokens: int | None = None):
         """(the method, its checked settings), or a clear error, before any model work."""
         check_options(options, f"{type(self).__name__}()")
         spec = check_method(method)
         settings = self._settings(spec, **{**CALL_OPTIONS, **options}, n_tokens=n_tokens)
-        reason = spec.refuse(self.lm)
+        reason = self.refusal(spec)
         if reason:
             raise MethodNotApplicableError(reason)
         return spec, settings
+
+    def scored(self, scores, method: str, *args, **kwargs):
+        """Not for task explainers: their outputs are rows (spans, tags, labels, a pair's
+        cosine), while ``scored`` turns token scores into an attribution of one output."""
+        raise TypeError(
+            f"scored() is for the attributions explainer (one output read from the model's "
+            f"head); {self.entry_point or type(self).__name__} explains rows. Give the scores "
+            "to lm_layers_explainer['attributions'](model, text).scored(...) on a causal, "
+            "masked or classifier model"
+        )
+
+    def compare(self, methods=None, *, faithfulness=True, **arguments) -> dict:
+        """Several methods on every row: ``{row: ComparisonResult}``, each method's row as
+        a call with that method alone gives it; refused methods are listed with their
+        reason. ``arguments`` are those of a call (options, and the task's own, such as
+        ``answer``); ``faithfulness`` as for ``attributions.compare`` (True: by deletion, or
+        by replacement for token classification, whose rows cannot lose their own token).
+
+        >>> qa.compare(["saliency", "integrated_gradients"])["start"].to_frame()
+        """
+        convention = check_faithfulness(faithfulness)
+        options = {k: v for k, v in arguments.items() if k in CALL_OPTIONS}
+        refused = self.deletion_refused(options)
+        if faithfulness is True and refused:
+            convention = "replacement"  # the rows' own way of removing tokens
+        if convention == "deletion" and refused:
+            raise ValueError(
+                f"faithfulness='deletion' {refused}; give faithfulness='replacement' or False"
+            )
+        specs = check_methods(methods)
+        running = [spec for spec in specs if not self.refusal(spec)]
+        if not running:
+            raise MethodNotApplicableError(
+                "every method given is refused here: "
+                + "; ".join(f"{s.name}: {self.refusal(s)}" for s in specs)
+            )
+        for spec in running:  # each method's options, before any model work
+            self._settings(spec, **{**CALL_OPTIONS, **options})
+        ran = {}  # the task's own arguments are checked by the first call, before its work
+        for spec in progress(running, desc="attribution methods"):
+            ran[spec.name] = self(spec.name, **arguments)
+        rows = next(iter(ran.values())).rows
+        compared = {}
+        for row, first in rows.items():
+            results = {
+                spec.name: ran[spec.name].rows[row] if spec.name in ran else self.refusal(spec)
+                for spec in specs
+            }
+            if convention:
+                for result in results.values():
+                    if not isinstance(result, str):
+                        result.faithfulness(convention)
+            compared[row] = ComparisonResult(
+                tokens=first.tokens, results=results, convention=convention
+            )
+        return compared
 
 
 # --------------------------------------------------------------------------- question answering
@@ -71,6 +158,11 @@ class QuestionAnsweringExplainer(_TaskExplainer):
 
     accepts = ("question_answering",)
     text_names = ("question", "context")
+
+    def deletion_refused(self, options: dict) -> str | None:
+        if options.get("output") == "logit":
+            return "deletes the answer's position, which then has no logit (its probability is 0)"
+        return None
 
     def __init__(self, model, question: str, context: str):
         if context is None:
@@ -181,6 +273,9 @@ class TokenClassificationExplainer(_TaskExplainer):
 
     accepts = ("token_classifier",)
 
+    def deletion_refused(self, options: dict) -> str | None:
+        return "deletes the token whose label is explained"
+
     def __call__(
         self,
         method: str = "integrated_gradients",
@@ -209,9 +304,14 @@ class TokenClassificationExplainer(_TaskExplainer):
         unknown = [label for label in ignored if label not in labels]
         if unknown:
             raise ValueError(f"ignored_labels must be among the labels {labels}; got {unknown}")
-        positions = _checked_list(ignored_positions, "ignored_positions", int)
-        for position in positions:
-            check_int(position, "ignored_positions", 0, len(self.ids) - 1)
+        last = len(self.ids) - 1
+        positions = [
+            check_int(position, "ignored_positions", 0, last)
+            for position in (
+                [] if ignored_positions is None
+                else int_list(ignored_positions, "ignored_positions", f"in 0..{last}")
+            )
+        ]  # fmt: skip
         spec, settings = self._method_and_settings(method, options)
         output, _ = run(self.sequence)
         predicted = output.logits[0].argmax(-1).tolist()
@@ -276,8 +376,9 @@ class ZeroShotExplainer(_TaskExplainer):
             (a plain encoder such as all-MiniLM-L6-v2).
         text: the text to classify (the premise).
         labels: the candidate labels, at least one, each a non-empty text, no repeats.
-        hypothesis_template: the hypothesis, ``{}`` standing for the label (default:
-            ``"This example is {}."``, transformers' zero-shot pipeline's).
+        hypothesis_template: the hypothesis, with exactly one ``{}`` standing for the label
+            and no other format field (``{{`` and ``}}`` for braces); default
+            ``"This example is {}."``, transformers' zero-shot pipeline's.
 
     Example:
         >>> zero_shot = lm_layers_explainer["zero_shot"](
@@ -302,11 +403,7 @@ class ZeroShotExplainer(_TaskExplainer):
             check_text(label, "labels")
         if len(set(labels)) != len(labels):
             raise ValueError(f"labels must not repeat; got {labels}")
-        template = check_text(hypothesis_template, "hypothesis_template")
-        if "{}" not in template:
-            raise ValueError(
-                f"hypothesis_template must contain {{}} for the label; got {template!r}"
-            )
+        template = check_template(hypothesis_template, "hypothesis_template")
         self.labels = labels
         self.hypotheses = [template.format(label) for label in labels]
         self.entailment = entailment_index(self.lm)
@@ -321,6 +418,10 @@ class ZeroShotExplainer(_TaskExplainer):
             self.pairs = [
                 Explained(encode(self.lm, self.text, h, names=names)) for h in self.hypotheses
             ]
+
+    @property
+    def runs_model_twice(self) -> bool:
+        return self.entailment is None  # a sentence encoder: the text, then the hypothesis
 
     def check_model(self, lm) -> None:
         super().check_model(lm)
@@ -473,6 +574,7 @@ class SimilarityExplainer(_TaskExplainer):
 
     accepts = ("encoder", "masked", "classifier")
     text_names = ("text_a", "text_b")
+    runs_model_twice = True
 
     def __init__(self, model, text_a: str, text_b: str):
         if text_b is None:

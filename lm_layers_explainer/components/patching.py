@@ -7,6 +7,14 @@ target minus the foil's (the target's logit alone without a foil), read at the l
 position: 0 is the corrupted run, 1 the clean one. Every patch is one forward pass; they run
 as rows of batches, one row left unpatched to read ``d(corrupted)``.
 
+Runs, passes and memory are counted before any work: a call of more than ``max_passes``
+forward passes (default :data:`~lm_layers_explainer.memory.MAX_PASSES`, about a day on a
+CPU) or whose estimate (:func:`~lm_layers_explainer.memory.patching_bytes`) does not fit
+is refused with the numbers; the rest shows a progress bar over its passes. On SmolLM2 the
+residual at each of 507 positions is 15,211 runs, 1,903 passes of 8 with the clean run
+(hours on a CPU, with progress); at 8,187 positions 245,611 runs, one a pass: refused (use
+``positions="all"``).
+
 >>> patch = lm_layers_explainer["patching"]("SmolLM2-135M-Instruct",
 ...     "The Eiffel Tower is in the city of", "The Colosseum is in the city of")
 >>> patch(target=" Paris", foil=" Rome", over="residual").scores.shape   # layers x tokens
@@ -22,7 +30,7 @@ import torch
 
 from ..base import Explainer
 from ..checks import check_choice, check_int, check_text
-from ..memory import rows_that_fit
+from ..memory import MAX_PASSES, check_fits, check_passes, patching_bytes, rows_that_fit
 from ..render import INLINE_WIDTH, Result, escape, fixed, grid_figure, html_grid, progress
 from ..tasks import encode, takes_logits_to_keep, token_texts
 from .logit_attribution import visible_text
@@ -179,6 +187,7 @@ class PatchingExplainer(Explainer):
         over: str = "residual",
         positions: str | None = None,
         batch_size: int | None = None,
+        max_passes: int = MAX_PASSES,
     ) -> PatchingResult:
         """Patch each clean activation of kind ``over`` (``residual``, ``attention``,
         ``mlp`` or ``heads``) into the corrupted run, one run per cell.
@@ -192,7 +201,12 @@ class PatchingExplainer(Explainer):
                 ``heads``, one head's output at every position.
             positions: ``each`` (one position per run; the default but for heads) or
                 ``all`` (every position at once; the only choice for heads).
-            batch_size: runs per forward pass (None: as many as fit, up to 4,096 tokens).
+            batch_size: runs per forward pass, 1 .. 4,096 (None: as many as fit in half
+                the free memory, up to 4,096 tokens). A batch whose estimate does not fit is
+                refused before any work.
+            max_passes: the most forward passes this call may make (default 10,000, about
+                a day on a CPU), 1 or more; a call that needs more (layers x positions runs,
+                in batches) is refused before any work, with the count.
 
         Returns:
             A :class:`PatchingResult`: ``scores`` layers x positions (or heads, or one
@@ -211,10 +225,8 @@ class PatchingExplainer(Explainer):
         n = len(self.sequence.ids)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", 1, 4096)
+        max_passes = check_int(max_passes, "max_passes", 1)
         target_index, foil_index = check_target_and_foil(lm, target, foil)
-        clean = self.clean_run()
-        target_index = target_or_top(target_index, foil_index, foil, clean["logits"],
-                                     "the clean run's")  # fmt: skip
 
         def value(logits: torch.Tensor) -> torch.Tensor:
             d = logits[..., target_index].double()
@@ -226,7 +238,16 @@ class PatchingExplainer(Explainer):
         )
         cells = [(layer, c) for layer in range(sites.n_layers) for c in columns_of]
         batch = batch_size or rows_that_fit(lm, n, backward=False).rows
-        values = self._patched(over, cells, clean, batch, value)
+        passes = self._check_cost(over, positions, n, len(cells) + 1, batch, batch_size,
+                                  max_passes)  # fmt: skip
+        with progress(total=passes, desc=f"patching {over} ({len(cells) + 1} runs)") as bar:
+            if self._clean is None:
+                self.clean_run()
+                bar.update(1)
+            clean = self.clean_run()
+            target_index = target_or_top(target_index, foil_index, foil, clean["logits"],
+                                         "the clean run's")  # fmt: skip
+            values = self._patched(over, cells, clean, batch, value, bar)
         corrupted_value, patched = float(values[0]), values[1:]
         clean_value = float(value(clean["logits"]))
         if abs(clean_value - corrupted_value) < 1e-6 * max(1.0, abs(clean_value)):
@@ -264,12 +285,36 @@ class PatchingExplainer(Explainer):
             corrupted_value=corrupted_value,
             foil=foil_index,
             foil_text=None if foil_index is None else visible_text(lm, foil_index),
-            settings={"positions": positions, "batch_size": batch, "runs": len(cells)},
+            settings={
+                "positions": positions,
+                "batch_size": batch,
+                "runs": len(cells),
+                "passes": passes,
+            },
         )
 
-    def _patched(self, over: str, cells, clean: dict, batch: int, value) -> np.ndarray:
+    def _check_cost(self, over, positions, n, runs, batch, batch_size, max_passes) -> int:
+        """The forward passes of a call (the clean run's, if not yet made, and ``runs`` in
+        batches of ``batch``), refused when more than ``max_passes`` or when the memory
+        estimate does not fit."""
+        lm = self.lm
+        passes = -(-runs // batch) + (self._clean is None)
+        fewer = f"use positions='all' ({self.sites.n_layers + 1} runs), a shorter text, " if (
+            positions == "each") else "use "  # fmt: skip
+        check_passes(passes, max_passes, f"patching over={over!r} at positions={positions!r} "
+                     f"({runs:,} runs, batches of {batch})",
+                     fewer + "a larger batch_size (up to 4,096)")  # fmt: skip
+        needed = patching_bytes(lm, n, batch, len(SITES))
+        fix = (f"use a smaller batch_size (1 .. {batch - 1}; None chooses)"
+               if batch_size is not None and batch > 1 else "use a shorter text")  # fmt: skip
+        check_fits(lm.device, needed, f"patching {n} tokens in batches of {batch} (the clean "
+                   "run's activations at every site and layer, and one batch)", fix)  # fmt: skip
+        return passes
+
+    def _patched(self, over: str, cells, clean: dict, batch: int, value, bar) -> np.ndarray:
         """``value`` of the last position's logits for an unpatched corrupted run, then for
-        each (layer, column) patch, run as rows of batches of ``batch``."""
+        each (layer, column) patch, run as rows of batches of ``batch`` (``bar`` ticks once
+        a batch)."""
         lm, sites = self.lm, self.sites
         rows = [None, *cells]  # the first row: nothing patched
         ids = torch.tensor([self.corrupted_sequence.ids], device=lm.device)
@@ -277,7 +322,7 @@ class PatchingExplainer(Explainer):
         size = sites.head_size
         out = []
         starts = range(0, len(rows), batch)
-        for start in progress(starts, desc=f"patching {over} ({len(rows)} runs)"):
+        for start in starts:
             chunk = rows[start : start + batch]
             by_layer: dict[int, list[tuple[int, int | None]]] = {}
             for r, cell in enumerate(chunk):
@@ -306,4 +351,5 @@ class PatchingExplainer(Explainer):
                     input_ids=ids.expand(len(chunk), -1), use_cache=False, **keep
                 ).logits[:, -1]
             out.append(value(logits).cpu().numpy())
+            bar.update(1)
         return np.concatenate(out)

@@ -22,8 +22,17 @@ from ..checks import (
     check_seed,
     check_texts,
 )
+from ..memory import check_fits
 from ..render import INLINE_FONT, INLINE_WIDTH, PALETTE, Result, escape
-from .states import MAX_TEXTS, POOLINGS, LayerStates, depth_names, layer_states, tokenized
+from .states import (
+    MAX_TEXTS,
+    POOLINGS,
+    LayerStates,
+    depth_names,
+    estimate,
+    layer_states,
+    tokenized,
+)
 
 PROJECTIONS = ("pca", "tsne", "umap")
 
@@ -295,8 +304,9 @@ class EmbeddingsExplainer(Explainer):
                 ``"umap"`` (umap-learn, an extra).
             seed: random state of t-SNE, UMAP and the probe's folds (default 0).
             perplexity: t-SNE's, above 0 and below the number of texts; None (default) for
-                min(30, (texts - 1) / 3).
+                min(30, (texts - 1) / 3). Refused with another projection.
             n_neighbors: UMAP's, 2 .. texts - 1; None (default) for min(15, texts - 1).
+                Refused with another projection.
 
         Returns:
             EmbeddingsResult: ``coordinates``, ``to_frame()``, ``separation_frame()``; it
@@ -306,6 +316,13 @@ class EmbeddingsExplainer(Explainer):
         check_choice(pooling, "pooling", POOLINGS)
         check_choice(projection, "projection", PROJECTIONS)
         seed = check_seed(seed)
+        for name, value, used_by in (("perplexity", perplexity, "tsne"),
+                                     ("n_neighbors", n_neighbors, "umap")):  # fmt: skip
+            if value is not None and projection != used_by:
+                raise ValueError(
+                    f"{name} is an option of projection={used_by!r}; projection={projection!r} "
+                    f"does not use it (got {name}={value!r})"
+                )
         n = len(self.texts)
         options = {}
         if projection == "tsne":
@@ -325,6 +342,11 @@ class EmbeddingsExplainer(Explainer):
         # a score needs two groups with two members each
         counts = Counter(self.labels or ())
         separate = len(counts) >= 2 and min(counts.values()) >= 2
+        if "states" not in self.__dict__:  # refused before any pass when it cannot fit
+            needed = estimate(self.lm, self.ids, self.batch_size, False)
+            check_fits(self.lm.device, needed, f"the pooled states of {n:,} texts, batches of "
+                       f"{self.batch_size}", "give fewer or shorter texts, or a smaller "
+                       "batch_size (1 .. 4096)")  # fmt: skip
         pooled = self.states.pooled[pooling][chosen]
         coordinates = np.stack([project(s, projection, seed, **options) for s in pooled])
         scores = [separation(s, self.labels, seed) for s in pooled] if separate else None

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..memory import CHUNK_BYTES
+from ..render import progress
+
 MEASURES = ("cka", "cca", "svcca", "pwcca")
 THRESHOLD = 0.98
 EPSILON = 1e-10
@@ -112,34 +115,90 @@ def similarity(measure: str, x: np.ndarray, y: np.ndarray, dims: int = 20) -> fl
     return {"cka": cka, "cca": cca, "pwcca": pwcca}[measure](x, y)
 
 
-def matrix(measure: str, a: list[np.ndarray], b: list[np.ndarray] | None = None, dims: int = 20):
+def matrix(measure: str, a, b=None, dims: int = 20, *, rows=None, show: bool = False):
     """``measure`` of every ``a[i]`` with every ``b[j]`` (``b`` None: ``a`` with itself, a
-    symmetric measure computed once per pair). What depends on one array alone (its centred
-    form and norm for CKA, its top directions for SVCCA) is computed once per array."""
+    symmetric measure computed once per pair). ``a`` and ``b``: sequences of (datapoints,
+    neurons) arrays of any float type (a ``(depths, datapoints, neurons)`` array is one),
+    read in float64 a piece at a time; ``rows``: the datapoints used (None: all). CKA
+    accumulates its cross-products a chunk of rows at a time, so its memory does not grow
+    with the datapoints; what depends on one array alone (its mean and norm for CKA, its top
+    directions for SVCCA) is computed once per array. ``show``: a progress bar."""
     same = b is None
     b = a if same else b
     if measure == "cka":
-        a = [x - x.mean(0) for x in a]
-        b = a if same else [y - y.mean(0) for y in b]
-        norm_a = [np.linalg.norm(x.T @ x) for x in a]
-        norm_b = norm_a if same else [np.linalg.norm(y.T @ y) for y in b]
+        return _cka_matrix(a, b, same, rows, show)
+    if measure == "svcca":
+        a = [top_directions(_rows(x, rows), dims) for x in a]
+        b = a if same else [top_directions(_rows(y, rows), dims) for y in b]
 
-        def pair(i, j):
-            return float(np.linalg.norm(b[j].T @ a[i]) ** 2 / (norm_a[i] * norm_b[j]))
-    elif measure == "svcca":
-        a = [top_directions(x, dims) for x in a]
-        b = a if same else [top_directions(y, dims) for y in b]
+        def pair(x, y):
+            return float(canonical_correlations(x, y).mean())
 
-        def pair(i, j):
-            return float(canonical_correlations(a[i], b[j]).mean())
+        rows = None
     else:
 
-        def pair(i, j):
-            return similarity(measure, a[i], b[j])
+        def pair(x, y):
+            return similarity(measure, x, y)
 
     symmetric = same and measure != "pwcca"  # pwcca weighs by one side's directions
     result = np.empty((len(a), len(b)))
-    for i in range(len(a)):
-        for j in range(len(b)):
-            result[i, j] = result[j, i] if symmetric and j < i else pair(i, j)
+    bar = progress(total=len(a) * len(b), desc=f"{measure} of every pair of depths", show=show)
+    with bar:
+        for i in range(len(a)):
+            x = _rows(a[i], rows)
+            for j in range(len(b)):
+                result[i, j] = result[j, i] if symmetric and j < i else pair(x, _rows(b[j], rows))
+                bar.update(1)
     return result
+
+
+def _rows(x, rows, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of ``x`` (of those listed in ``rows``, None: all) in float64."""
+    chosen = slice(start, stop) if rows is None else rows[start:stop]
+    return np.asarray(x[chosen], dtype=np.float64)
+
+
+def _cka_matrix(a, b, same: bool, rows, show: bool) -> np.ndarray:
+    """Linear CKA of every pair, from centred cross-products ``Y_jᵀ X_i`` summed over chunks
+    of :data:`~lm_layers_explainer.memory.CHUNK_BYTES` (see :func:`cka`)."""
+    n = (len(a[0]) if rows is None else len(rows)) if len(a) else 0
+    width = max(x.shape[1] for x in [*a, *b])
+    step = max(1, CHUNK_BYTES // (8 * width * (len(b) + 1)))
+    chunks = [(start, start + step) for start in range(0, n, step)]
+
+    def means(arrays):
+        return [sum(_rows(x, rows, *c).sum(0) for c in chunks) / n for x in arrays]
+
+    mean_a = means(a)
+    mean_b = mean_a if same else means(b)
+    squares = np.empty((len(a), len(b)))  # ||Y_jᵀ X_i||_F^2
+    with progress(range(len(a)), desc="cka of every pair of depths", show=show) as bar:
+        for i in bar:
+            others = range(i, len(b)) if same else range(len(b))
+            cross = {j: 0.0 for j in others}
+            for c in chunks:
+                x = _rows(a[i], rows, *c) - mean_a[i]
+                for j in others:
+                    cross[j] = cross[j] + (_rows(b[j], rows, *c) - mean_b[j]).T @ x
+            for j in others:
+                squares[i, j] = np.square(cross[j]).sum()
+                if same:
+                    squares[j, i] = squares[i, j]
+    if same:
+        norm_a = norm_b = np.sqrt(np.diag(squares))
+    else:
+        norm_a, norm_b = (_self_norms(arrays, found, rows, chunks)
+                          for arrays, found in ((a, mean_a), (b, mean_b)))  # fmt: skip
+    return squares / np.outer(norm_a, norm_b)
+
+
+def _self_norms(arrays, means, rows, chunks) -> np.ndarray:
+    """``||Xᵀ X||_F`` of each centred array, over chunks of rows."""
+    norms = []
+    for x, mean in zip(arrays, means, strict=True):
+        gram = 0.0
+        for c in chunks:
+            centred = _rows(x, rows, *c) - mean
+            gram = gram + centred.T @ centred
+        norms.append(np.linalg.norm(gram))
+    return np.array(norms)

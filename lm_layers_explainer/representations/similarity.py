@@ -4,6 +4,14 @@ of itself or of another model, by CKA, CCA, SVCCA or PWCCA (see :mod:`.measures`
 >>> sim = lm_layers_explainer["representation_similarity"]("SmolLM2-135M-Instruct", texts)
 >>> sim(method="cka").matrix.shape          # (depths, depths): embeddings + 30 layers
 (31, 31)
+
+Memory is estimated before any work (the states kept, in float32, and the measure's working
+memory: :func:`~lm_layers_explainer.memory.states_bytes`,
+:func:`~lm_layers_explainer.memory.measure_bytes`) and a call that does not fit is refused
+with the estimate. CKA sums its cross-products over chunks of datapoints, so it needs no
+float64 copy of the states; every stage shows a progress bar when long. On SmolLM2, 500
+texts of 64 tokens keep about 2.3 GiB of token states and 64 texts of 2,000 tokens about
+9.1 GiB; both run.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ import numpy as np
 
 from ..base import Explainer
 from ..checks import check_bool, check_choice, check_int, check_texts
+from ..memory import SLOW_WORK, check_fits, gib, measure_bytes
 from ..models import load_model
 from ..render import Result, grid_figure, html_grid, inline_png
 from .measures import MEASURES, matrix
-from .states import MAX_TEXTS, POOLINGS, LayerStates, layer_states, tokenized
+from .states import MAX_TEXTS, POOLINGS, LayerStates, estimate, layer_states, n_depths, tokenized
 
 UNITS = ("tokens", "texts")
 """What the datapoints are: every token of every text, or one pooled vector per text."""
@@ -127,7 +136,8 @@ class RepresentationSimilarityExplainer(Explainer):
         texts: the texts, at least 3; with ``unit="tokens"`` every token is a datapoint.
         other: a second model whose depths are the columns, or None (default) for ``model``
             itself. Token units need both models to tokenize every text the same way.
-        batch_size: texts per forward pass (default 32), 1 .. 4096.
+        batch_size: texts per forward pass, 1 .. 4096; None (default) for as many as fit
+            in half the free memory, up to 4,096 tokens a pass.
 
     Example:
         >>> sim = lm_layers_explainer["representation_similarity"]("all-MiniLM-L6-v2", texts)
@@ -136,11 +146,14 @@ class RepresentationSimilarityExplainer(Explainer):
     """
 
     text_names = ("texts", "")
+    model_attributes = ("lm", "other")  # a call runs both models
 
-    def __init__(self, model, texts, other=None, *, batch_size: int = 32):
+    def __init__(self, model, texts, other=None, *, batch_size: int | None = None):
         super().__init__(model)
         self.texts = check_texts(texts, minimum=3, maximum=MAX_TEXTS)
-        self.batch_size = check_int(batch_size, "batch_size", 1, 4096)
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", 1, 4096)
+        self.batch_size = batch_size
         self.other = self.lm if other is None else load_model(other)
         self.check_reads(self.other)
         self.check_model(self.other)
@@ -159,8 +172,55 @@ class RepresentationSimilarityExplainer(Explainer):
         return layer_states(self.other, self.texts, batch_size=self.batch_size,
                             keep_tokens=True, ids=self.other_ids)  # fmt: skip
 
+    @cached_property
+    def pooled_states(self) -> LayerStates:
+        """The pooled states only (for ``unit="texts"`` before any token states exist)."""
+        return layer_states(self.lm, self.texts, batch_size=self.batch_size, ids=self.ids)
+
+    @cached_property
+    def other_pooled_states(self) -> LayerStates:
+        if self.other is self.lm:
+            return self.pooled_states
+        return layer_states(self.other, self.texts, batch_size=self.batch_size,
+                            ids=self.other_ids)  # fmt: skip
+
+    def _which(self, unit: str, other: bool) -> str:
+        """The name of the states a call reads: with every token's, or (``unit="texts"``
+        and none computed yet) the pooled ones only."""
+        name = "other_states" if other else "states"
+        if unit == "texts" and name not in self.__dict__:
+            return "other_pooled_states" if other else "pooled_states"
+        return name
+
+    def _check_memory(self, method: str, unit: str, n: int, widths, dims: int) -> None:
+        """Refuse, before any work, a call whose estimate does not fit (see module)."""
+        needed, kept = 0, 0
+        models = [(self.lm, self.ids, False)]
+        if self.other is not self.lm:
+            models.append((self.other, self.other_ids, True))
+        for lm, ids, other in models:
+            if self._which(unit, other) not in self.__dict__:
+                states = estimate(lm, ids, self.batch_size, unit == "tokens")
+                needed += states
+                kept += states
+        needed += measure_bytes(method, n, list(widths), n_depths(self.other), dims)
+        fix = "give fewer or shorter texts"
+        if unit == "tokens":
+            fix += ", or use unit='texts' (one pooled vector per text)"
+        if self.batch_size is not None:
+            fix += ", or a smaller batch_size (None chooses)"
+        check_fits(self.lm.device, needed, f"{method} over {n:,} {unit} of {len(self.texts):,} "
+                   f"texts ({gib(kept)} to compute the states)", fix)  # fmt: skip
+
     def _datapoints(self, unit: str) -> int:
         if unit == "texts":
+            if all(ids == self.ids[0] for ids in self.ids) or all(
+                ids == self.other_ids[0] for ids in self.other_ids
+            ):
+                raise ValueError(
+                    "texts must differ for unit='texts': every text is the same tokens, so "
+                    "every depth's pooled vectors are the same and no similarity is defined"
+                )
             return len(self.texts)
         if self.other_ids != self.ids:
             raise ValueError(
@@ -175,8 +235,8 @@ class RepresentationSimilarityExplainer(Explainer):
         method: str = "cka",
         unit: str = "tokens",
         *,
-        pooling: str = "mean",
-        dims: int = 20,
+        pooling: str | None = None,
+        dims: int | None = None,
         drop_first_token: bool = False,
     ) -> SimilarityResult:
         """The ``method`` similarity of every pair of depths.
@@ -186,9 +246,10 @@ class RepresentationSimilarityExplainer(Explainer):
                 and PWCCA need more datapoints than neurons (the hidden size).
             unit: the datapoints: every ``"tokens"`` (default) of every text, or one pooled
                 vector per text (``"texts"``).
-            pooling: with ``unit="texts"``: ``"mean"`` (default), ``"cls"`` or ``"last"``.
-            dims: SVCCA's directions kept per representation (default 20), 1 .. the fewest
-                of datapoints - 1 and neurons.
+            pooling: with ``unit="texts"`` only: ``"mean"`` (None, the default), ``"cls"`` or
+                ``"last"``.
+            dims: with ``method="svcca"`` only: the directions kept per representation (None:
+                20), 1 .. the fewest of datapoints - 1 and neurons.
             drop_first_token: with ``unit="tokens"``: leave out each text's first token
                 (default False). In many causal LMs the first position holds a few huge
                 activations (an "attention sink"), thousands of times the others' size, and
@@ -196,11 +257,25 @@ class RepresentationSimilarityExplainer(Explainer):
 
         Returns:
             SimilarityResult: ``matrix`` (depths, other depths), ``to_frame()``,
-            ``neighbours()``; it shows as a heatmap table.
+            ``neighbours()``; it shows as a heatmap table. A depth whose datapoints are all
+            the same (as BERT's ``[CLS]`` embedding with ``pooling="cls"``) has no
+            similarity to anything: its row (or column) is NaN. Texts that are all the same
+            tokens are refused for ``unit="texts"``.
         """
         check_choice(method, "method", MEASURES)
         check_choice(unit, "unit", UNITS)
-        check_choice(pooling, "pooling", POOLINGS)
+        unused = {
+            "pooling": (pooling, unit != "texts", "unit='texts'"),
+            "dims": (dims, method != "svcca", "method='svcca'"),
+        }
+        for name, (value, ignored, user) in unused.items():
+            if value is not None and ignored:
+                raise ValueError(
+                    f"{name} is for {user} only; method={method!r}, unit={unit!r} does not use "
+                    f"it (got {name}={value!r})"
+                )
+        pooling = "mean" if pooling is None else check_choice(pooling, "pooling", POOLINGS)
+        dims = 20 if dims is None else dims
         drop_first_token = check_bool(drop_first_token, "drop_first_token")
         if drop_first_token and unit != "tokens":
             raise ValueError("drop_first_token is for unit='tokens'")
@@ -215,16 +290,30 @@ class RepresentationSimilarityExplainer(Explainer):
                 f"{max(widths)} neurons. Give more text, or use 'cka' or 'svcca' (which "
                 "reduces each representation to dims directions first)"
             )
-        a = self._arrays(self.states, unit, pooling, drop_first_token)
+        self._check_memory(method, unit, n, widths, dims)
+        states = getattr(self, self._which(unit, False))
+        other_states = getattr(self, self._which(unit, True))
+        a, rows = self._arrays(states, unit, pooling, drop_first_token)
         b = None
         if self.other is not self.lm:
-            b = self._arrays(self.other_states, unit, pooling, drop_first_token)
-        values = matrix(method, list(a), None if b is None else list(b), dims)
+            b, _ = self._arrays(other_states, unit, pooling, drop_first_token)
+        work = n * widths[0] * widths[1] * len(a) * (len(a) if b is None else len(b))
+        if unit == "texts":  # a depth whose pooled vectors are all the same: NaN
+            kept_a = ~_constant(a)
+            kept_b = kept_a if b is None else ~_constant(b)
+            values = np.full((len(a), len(a) if b is None else len(b)), np.nan)
+            if kept_a.any() and kept_b.any():
+                values[np.ix_(kept_a, kept_b)] = matrix(
+                    method, a[kept_a], None if b is None else b[kept_b], dims,
+                    show=work > SLOW_WORK,
+                )  # fmt: skip
+        else:
+            values = matrix(method, a, b, dims, rows=rows, show=work > SLOW_WORK)
         return SimilarityResult(
             model_name=self.lm.name,
             other_name=self.other.name,
-            depths=list(self.states.depths),
-            other_depths=list(self.other_states.depths),
+            depths=list(states.depths),
+            other_depths=list(other_states.depths),
             matrix=values,
             method=method,
             unit=unit,
@@ -233,11 +322,21 @@ class RepresentationSimilarityExplainer(Explainer):
         )
 
     @staticmethod
-    def _arrays(states: LayerStates, unit: str, pooling: str, drop_first: bool) -> np.ndarray:
-        """(depths, datapoints, neurons) in float64."""
+    def _arrays(states: LayerStates, unit: str, pooling: str, drop_first: bool):
+        """(depths, datapoints, neurons) as kept (float32, not copied), and the datapoints
+        used (None: all)."""
         if unit == "texts":
-            return states.pooled[pooling].astype(np.float64)
+            return states.pooled[pooling], None
+        if not drop_first:
+            return states.tokens, None
         keep = np.ones(states.tokens.shape[1], dtype=bool)
-        if drop_first:
-            keep[np.cumsum([0, *states.token_counts[:-1]])] = False
-        return states.tokens[:, keep].astype(np.float64)
+        keep[np.cumsum([0, *states.token_counts[:-1]])] = False
+        return states.tokens, np.flatnonzero(keep)
+
+
+def _constant(arrays, tolerance: float = 1e-5) -> np.ndarray:
+    """Which depths' datapoints are all the same, up to float32 noise: each neuron's spread
+    at most ``tolerance`` of the depth's largest value."""
+    return np.array([
+        float(np.ptp(x, axis=0).max()) <= tolerance * float(np.abs(x).max()) for x in arrays
+    ])  # fmt: skip

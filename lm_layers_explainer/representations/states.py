@@ -1,7 +1,8 @@
 """The hidden states of many texts at every depth, pooled to one vector per text.
 
 One batched forward pass per ``batch_size`` texts (sorted by length, padded on the right
-with an attention mask, so padding changes no real token's state); the states are the
+with an attention mask, so padding changes no real token's state; None: as many as fit in
+half the free memory, up to 4,096 tokens a pass); the states are the
 model's own ``hidden_states`` (``output_hidden_states=True``): the embeddings, then every
 layer's output. A seq2seq model's encoder reads the texts.
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ..checks import check_int
+from ..memory import rows_that_fit, states_bytes
 from ..models import LoadedModel
 from ..render import progress
 from ..tasks import encode
@@ -56,6 +58,27 @@ def tokenized(lm: LoadedModel, texts: list[str]) -> list[list[int]]:
     return [s.encoder_ids if s.encoder_ids is not None else s.ids for s in sequences]
 
 
+def n_depths(lm: LoadedModel) -> int:
+    """How many hidden states the stack returns: the embeddings, then every layer's."""
+    layers = lm.encoder_layers if lm.task.encoder_decoder else lm.layers
+    return len(layers) + 1
+
+
+def batch_rows(lm: LoadedModel, ids: list[list[int]], batch_size: int | None) -> int:
+    """``batch_size``, or (None) as many texts of the longest length as fit."""
+    return batch_size or rows_that_fit(lm, max(map(len, ids)), backward=False).rows
+
+
+def estimate(lm: LoadedModel, ids: list[list[int]], batch_size: int | None,
+             keep_tokens: bool) -> int:  # fmt: skip
+    """The peak memory of :func:`layer_states` (see
+    :func:`~lm_layers_explainer.memory.states_bytes`), in bytes."""
+    tokens = sum(map(len, ids)) if keep_tokens else 0
+    width = max(map(len, ids))
+    return states_bytes(lm, n_depths(lm), width, batch_rows(lm, ids, batch_size), len(ids),
+                        tokens)  # fmt: skip
+
+
 def _stack(lm: LoadedModel):
     """The part of the model that makes the hidden states (no vocabulary head)."""
     model = lm.model
@@ -66,18 +89,22 @@ def layer_states(
     lm: LoadedModel,
     texts: list[str],
     *,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     keep_tokens: bool = False,
     ids: list[list[int]] | None = None,
 ) -> LayerStates:
-    """Run ``texts`` through ``lm`` in batches and pool every depth's states (see module)."""
-    batch_size = check_int(batch_size, "batch_size", 1, 4096)
+    """Run ``texts`` through ``lm`` in batches and pool every depth's states (see module);
+    what is kept is filled in place (float32), never concatenated."""
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1, 4096)
     ids = tokenized(lm, texts) if ids is None else ids
+    batch_size = batch_rows(lm, ids, batch_size)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     stack, device = _stack(lm), lm.device
-    pooled: dict[str, list] = {p: [None] * len(ids) for p in POOLINGS}
-    per_token: list | None = [None] * len(ids) if keep_tokens else None
+    pooled: dict[str, np.ndarray] = {}
+    per_token: np.ndarray | None = None
+    offsets = np.cumsum([0, *map(len, ids)])
     starts = range(0, len(ids), batch_size)
     for start in progress(starts, desc=f"hidden states of {len(ids)} texts", total=len(starts)):
         chosen = order[start : start + batch_size]
@@ -93,21 +120,27 @@ def layer_states(
                 output_hidden_states=True,
             )  # fmt: skip
         states = torch.stack(output.hidden_states).float().cpu()  # (depths, batch, width, hidden)
+        del output
+        depths, hidden = states.shape[0], states.shape[-1]
+        if not pooled:
+            pooled = {p: np.empty((depths, len(ids), hidden), np.float32) for p in POOLINGS}
+            if keep_tokens:
+                per_token = np.empty((depths, int(offsets[-1]), hidden), np.float32)
         weights = mask[None, :, :, None].float()
         means = (states * weights).sum(2) / lengths[None, :, None]
         last = states[:, torch.arange(len(chosen)), lengths - 1]
         for row, i in enumerate(chosen):
-            pooled["mean"][i] = means[:, row]
-            pooled["cls"][i] = states[:, row, 0]
-            pooled["last"][i] = last[:, row]
+            pooled["mean"][:, i] = means[:, row].numpy()
+            pooled["cls"][:, i] = states[:, row, 0].numpy()
+            pooled["last"][:, i] = last[:, row].numpy()
             if per_token is not None:
-                per_token[i] = states[:, row, : len(ids[i])]
+                per_token[:, offsets[i] : offsets[i + 1]] = states[:, row, : len(ids[i])].numpy()
     result = LayerStates(
-        depths=depth_names(lm, len(output.hidden_states)),
-        pooled={p: torch.stack(v, 1).numpy() for p, v in pooled.items()},
+        depths=depth_names(lm, depths),
+        pooled=pooled,
         token_counts=[len(i) for i in ids],
     )
     if per_token is not None:
-        result.tokens = torch.cat(per_token, 1).numpy()
+        result.tokens = per_token
         result.token_texts = [lm.tokenizer.convert_ids_to_tokens(i) for i in ids]
     return result

@@ -28,11 +28,16 @@ from .methods import Method, Question, _batches, _captum
 def _layer_evaluations(q: Question, inputs: torch.Tensor):
     """The gradient of f with respect to each layer in ``q.layer`` (a list) and each
     layer's output, for a batch of inputs: one forward and one backward pass for all the
-    layers (captum's own helper, which its layer methods call one layer at a time)."""
+    layers (captum's own helper, which its layer methods call one layer at a time).
+
+    Both come back detached: captum returns each layer's output still in the graph, and the
+    part of the graph below the layer (every earlier layer's saved activations) is never
+    freed by the backward pass, which starts at the layer. Kept past the pass, it grew
+    conductance's memory pass after pass (OOM at 23.8 GB on SmolLM2 at 507 tokens)."""
     from captum._utils.gradient import compute_layer_gradients_and_eval
 
     gradients, evaluations = compute_layer_gradients_and_eval(q.f, q.layer, inputs)
-    return [g[0] for g in gradients], [e[0] for e in evaluations]
+    return [g[0].detach() for g in gradients], [e[0].detach() for e in evaluations]
 
 
 def _layer_conductance(q: Question):

@@ -35,6 +35,16 @@ MANIFEST = "lm-layers-explainer-manifest.json"
 STAGING_PREFIX = ".converting-"
 
 
+def cache_dir() -> Path:
+    """Where converted checkpoints are kept: ``$LM_LAYERS_EXPLAINER_CACHE``, else
+    ``$XDG_CACHE_HOME/lm_layers_explainer``, else ``~/.cache/lm_layers_explainer``."""
+    explicit = os.environ.get("LM_LAYERS_EXPLAINER_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "lm_layers_explainer"
+
+
 class CacheError(OSError):
     """The cache cannot hold or give back an entry (read-only, full, damaged for good)."""
 

@@ -66,12 +66,14 @@ class _Malformed(ValueError):
 
 
 def result_classes() -> dict[str, type]:
-    """Every result class by name: the kinds a file may name."""
-    from . import activations, attention, attention_flow, predictions, rankings, tokens  # noqa: F401
-    from .attributions import images, layers, results  # noqa: F401
-    from .components import logit_attribution, patching  # noqa: F401
-    from .representations import embeddings, similarity  # noqa: F401
+    """Every result class by name: the kinds a file may name. They are found from the
+    registry: every explainer's module is imported, and every dataclass deriving from
+    :class:`~lm_layers_explainer.render.Result` that is then defined counts, so a new
+    explainer (one registry line) saves and loads its results with no edit here."""
+    from .registry import lm_layers_explainer
 
+    for name in lm_layers_explainer:
+        lm_layers_explainer[name]  # imports the explainer's module, and its results
     found, pending = {}, [Result]
     while pending:
         cls = pending.pop()

@@ -75,3 +75,36 @@ def test_only_the_task_module_branches_on_a_models_kind():
         if branching.search(line)
     ]
     assert found == []
+
+
+def _string_literals(node) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(*(_string_literals(e) for e in node.elts)) if node.elts else set()
+    if isinstance(node, ast.BinOp):
+        return _string_literals(node.left) | _string_literals(node.right)
+    return set()
+
+
+def test_what_an_attribution_method_needs_is_on_its_line_never_decided_by_its_name():
+    """Capabilities are fields of the methods tables (teacher_forced, shares_forward,
+    tunnelable, one_use_hooks, complete, ...): no module compares a method's name with a
+    literal, or keeps a tuple of method names for a capability."""
+    from lm_layers_explainer.attributions.layers import LAYER_METHODS
+    from lm_layers_explainer.attributions.methods import METHODS
+
+    names = set(METHODS) | set(LAYER_METHODS)
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                compared = set().union(*map(_string_literals, [node.left, *node.comparators]))
+            elif isinstance(node, ast.Assign) and isinstance(node.value, (ast.Tuple, ast.List)):
+                compared = _string_literals(node.value)
+                compared = compared if len(compared) > 1 and compared <= names else set()
+            else:
+                continue
+            if compared & names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {sorted(compared & names)}")
+    assert found == []

@@ -44,10 +44,10 @@ def test_smollm2_copy_equals_the_gguf_model():
 def test_second_process_loads_the_cached_copy_without_converting():
     load_model("SmolLM2-135M-Instruct")  # converts now if the cache is empty
     code = (
-        "from lm_layers_explainer import catalog, load_model\n"
+        "from lm_layers_explainer import conversions, load_model\n"
         "def refuse(*args, **kwargs):\n"
         "    raise SystemExit('converted again instead of using the cache')\n"
-        "catalog._convert_gguf = refuse\n"
+        "conversions._convert_gguf = refuse\n"
         "lm = load_model('SmolLM2-135M-Instruct')\n"
         "print(lm.n_layers, lm.source)\n"
     )

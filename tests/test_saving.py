@@ -286,3 +286,62 @@ def test_only_numeric_and_boolean_dtypes_load(tmp_path, dtype):
     unsaveable.scores = np.array(["a"])
     with pytest.raises(TypeError, match="scores: cannot save an array of dtype <U1"):
         unsaveable.save(path)
+
+
+NEW_EXPLAINER = '''
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lm_layers_explainer.render import Result, escape
+
+
+@dataclass
+class CountsResult(Result):
+    words: list[str]
+    counts: np.ndarray
+
+    def to_frame(self):
+        return pd.DataFrame({"word": self.words, "count": self.counts})
+
+    def to_html(self):
+        return "<ul>" + "".join(f"<li>{escape(w)}</li>" for w in self.words) + "</ul>"
+
+
+class CountsExplainer:
+    """Counts each word (a toy explainer, in its own module)."""
+
+    def __init__(self, text):
+        self.words = text.split()
+
+    def __call__(self):
+        return CountsResult(self.words, np.array([len(w) for w in self.words]))
+'''
+
+
+def test_a_new_explainers_results_load_in_a_fresh_process_from_its_registry_line(tmp_path):
+    """A new explainer is one module and one registry line: its saved results load in a
+    process that never imported that module, with no edit to saving."""
+    import subprocess
+    import sys
+
+    (tmp_path / "counts_explainer.py").write_text(NEW_EXPLAINER)
+    register = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from lm_layers_explainer import lm_layers_explainer as E, load_result\n"
+        "E._targets['word_counts'] = 'counts_explainer:CountsExplainer'\n"
+    )
+    save = register + "E['word_counts']('the <b>cat</b> sat')().save(sys.argv[2])\n"
+    load = register + (
+        "r = load_result(sys.argv[2])\n"
+        "assert 'counts_explainer' in type(r).__module__\n"
+        "print(type(r).__name__, r.words, r.counts.tolist())\n"
+    )
+    path = tmp_path / "counts.json"
+    for code in (save, load):
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(path)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["CountsResult", "['the',", "'<b>cat</b>',", "'sat']",
+                                  "[3,", "10,", "3]"]  # fmt: skip

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lm_layers_explainer import clear_model_cache, lm_layers_explainer, load_model
-from lm_layers_explainer.catalog import _tiny_gpt2
+from lm_layers_explainer import clear_model_cache, lm_layers_explainer, load_model, tiny_models
 from lm_layers_explainer.locks import holding
 
 E = lm_layers_explainer
@@ -66,7 +65,7 @@ def test_three_threads_loading_one_checkpoint_get_working_models(tmp_path):
 
 def test_tiny_models_built_in_parallel_get_the_same_weights():
     def build():
-        return _tiny_gpt2("causal")[0].state_dict()
+        return tiny_models.gpt2("causal")[0].state_dict()
 
     serial = build()
     for built in in_threads([build] * 3):

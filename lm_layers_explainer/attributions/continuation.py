@@ -31,17 +31,19 @@ from ..forward import check_generation, extend
 from ..render import progress
 from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep, token_texts
 from .explained import attribute, with_progress
-from .methods import Question, per_token_mask, token_scores
+from .methods import METHODS, Question, per_token_mask, token_scores
 from .results import ContinuationResult
 
-TEACHER_FORCED = ("feature_ablation", "occlusion", "shapley_value_sampling")
-"""Methods whose every perturbed pass reads all target tokens at once (see the module). For
+TEACHER_FORCED = tuple(name for name, m in METHODS.items() if m.teacher_forced)
+"""Methods whose every perturbed pass reads all target tokens at once (see the module; each
+says so on its line of :data:`~lm_layers_explainer.attributions.methods.METHODS`). For
 Shapley value sampling the target tokens after row ``t``'s own are players that change
 nothing (causal attention): they get 0, and the others' values are those of the game of the
 prefix, so every row still sums to its own f(x) - f(x')."""
 
-SHARED_FORWARD = ("saliency", "input_x_gradient", "integrated_gradients")
-"""Gradient methods whose forward passes serve every target token (see :class:`_SharedForward`).
+SHARED_FORWARD = tuple(name for name, m in METHODS.items() if m.shares_forward)
+"""Gradient methods whose forward passes serve every target token (see :class:`_SharedForward`;
+``shares_forward`` on their lines of the methods table).
 Row ``t``'s gradient is the same as on its own prefix: the positions after its read position
 cannot reach it (causal attention), in a seq2seq decoder too."""
 
@@ -196,7 +198,7 @@ def explain_continuation(
     """Every target token's row: from one teacher-forced run (:data:`TEACHER_FORCED`
     methods), else from one run per target token on the text extended by the target tokens
     before it. ``foils``: a contrast, one foil token per target token."""
-    if spec.name in TEACHER_FORCED + SHARED_FORWARD:
+    if spec.teacher_forced or spec.shares_forward:
         return _one_run(explainer, spec, targets, settings, foils)
     n_input = len(explainer.ids)
     ids = list(explainer.ids) + list(targets)
@@ -244,7 +246,7 @@ def _one_run(explainer, spec, targets: list[int], settings: dict, foils) -> Cont
     n_tokens, n_features = x.shape[1:]
     batch = settings["internal_batch_size"]
     desc = f"{spec.name} ({n_tokens} tokens, {n_targets} targets, batches of {batch})"
-    if spec.name in SHARED_FORWARD:
+    if spec.shares_forward:
         attribution, seconds = _shared_forward(spec, f, x, baseline, settings, desc)
     else:
         question = Question(
@@ -268,7 +270,7 @@ def _one_run(explainer, spec, targets: list[int], settings: dict, foils) -> Cont
         logits = f.logits(torch.cat([x, baseline])).double()
     outputs, baseline_outputs = f.read(logits).cpu().numpy()
     deltas = np.full(n_targets, np.nan)
-    if spec.name == "integrated_gradients":  # completeness, as captum reports it
+    if spec.complete:  # completeness, as captum reports it
         deltas = attribution.sum((1, 2)).cpu().numpy() - (outputs - baseline_outputs)
     return _result(
         explainer,
@@ -317,27 +319,23 @@ def _shared_forward(spec, f, x, baseline, settings: dict, desc: str):
     import captum.attr
 
     n = len(f.targets)
-    method = {
-        "saliency": captum.attr.Saliency,
-        "input_x_gradient": captum.attr.InputXGradient,
-        "integrated_gradients": captum.attr.IntegratedGradients,
-    }[spec.name](f)
+    method = getattr(captum.attr, spec.captum)(f)
     method.gradient_func = _SharedForward(n)
     copies, targets = x.expand(n, -1, -1).clone().requires_grad_(True), list(range(n))
     n_steps, batch = settings["n_steps"], settings["internal_batch_size"]
-    passes = -(-n_steps // batch) if spec.name == "integrated_gradients" else 1
+    passes = -(-n_steps // batch) if spec.batched else 1
+    options = dict(spec.attribute_options)
 
     def work():
-        if spec.name == "integrated_gradients":  # batch: integration steps per pass
+        if spec.batched:  # integrated gradients: batch is integration steps per pass
             return method.attribute(
                 copies,
                 baselines=baseline.expand(n, -1, -1).clone(),
                 target=targets,
                 n_steps=n_steps,
                 internal_batch_size=batch * n,
+                **options,
             )
-        if spec.name == "saliency":
-            return method.attribute(copies, target=targets, abs=True)
-        return method.attribute(copies, target=targets)
+        return method.attribute(copies, target=targets, **options)
 
     return with_progress(f, passes, desc, settings["seed"], x.device, work)

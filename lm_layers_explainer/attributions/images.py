@@ -29,15 +29,16 @@ from ..models import LoadedModel, load_model
 from ..render import Result, escape, inline_png
 from ..tasks import class_index, class_labels
 from .explained import OUTPUTS, ExplainedOutput, outputs_of, read, with_progress
-from .methods import MethodNotApplicableError, Question, check_method
+from .methods import METHODS, MethodNotApplicableError, Question, check_method
 
 BASELINES = ("zero", "black", "blur")
 """``zero``: zeros in the model's input space (after the processor's normalization: mid-grey
 for ViT's mean and std of 0.5); ``black``: a black image; ``blur``: the image blurred
 (Gaussian, radius a sixteenth of its side)."""
 NOISE_TUNNELS = ("smoothgrad", "smoothgrad_sq", "vargrad")
-TUNNELLED = ("saliency", "input_x_gradient", "integrated_gradients", "deeplift")
-"""The methods a noise tunnel can average: gradient methods, with no sampling of their own."""
+TUNNELLED = tuple(name for name, m in METHODS.items() if m.tunnelable)
+"""The methods a noise tunnel can average: gradient methods, with no sampling of their own
+(``tunnelable`` on their lines of the methods table)."""
 VIEWS = ("overlay", "heatmap", "masked", "alpha")
 SIGNS = ("all", "positive", "negative", "absolute")
 MAX_PIXELS = 50_000_000
@@ -330,7 +331,7 @@ class ImageClassificationExplainer(Explainer):
         seed = check_seed(seed)
         if noise_tunnel is not None:
             check_choice(noise_tunnel, "noise_tunnel", NOISE_TUNNELS)
-            if spec.name not in TUNNELLED:
+            if not spec.tunnelable:
                 raise ValueError(
                     f"noise_tunnel averages a gradient method over noisy copies of the image; "
                     f"it takes one of {', '.join(TUNNELLED)}, not {spec.name}"

@@ -85,6 +85,14 @@ class Method:
     ``n_samples``), ``default_samples``/``min_samples`` (it samples), ``random_baselines``
     (its baseline is a sample of random-token inputs, and f(x') their mean), ``count_passes``
     (about how many calls of f it makes: ``(tokens, n_steps, batch, n_samples) -> int``).
+    For a whole continuation (``continuation.py``): ``teacher_forced`` (every perturbed pass
+    of the whole sequence reads all target tokens at once) or ``shares_forward`` (a gradient
+    method whose forward passes serve every target token); for images (``images.py``):
+    ``tunnelable`` (a noise tunnel can average it: a gradient method with no sampling of its
+    own); ``one_use_hooks`` (captum's hooks keep one input and output per module, so ``f``
+    must run each module once per pass). ``complete``: its scores sum to f(x) - f(x') up to
+    a convergence delta, which it reports; ``attribute_options``: what its captum class's
+    ``attribute`` is always given (saliency's ``abs``), as ``(name, value)`` pairs.
     """
 
     name: str
@@ -102,6 +110,12 @@ class Method:
     random_baselines: bool = False
     count_passes: Callable[[int, int, int, int | None], int] = _one_pass
     per_layer: bool = False  # a layer method that runs once per layer (passes x layers)
+    teacher_forced: bool = False
+    shares_forward: bool = False
+    tunnelable: bool = False
+    one_use_hooks: bool = False
+    complete: bool = False
+    attribute_options: tuple[tuple[str, object], ...] = ()
 
     def passes(self, n_tokens: int, n_steps: int, batch: int, n_samples: int | None) -> int:
         """About how many calls of f one attribution makes (for its progress bar)."""
@@ -118,7 +132,8 @@ def _captum(name: str):
 
 
 def _saliency(q: Question):
-    return _captum("Saliency")(q.f).attribute(q.x, abs=True), None
+    options = dict(METHODS["saliency"].attribute_options)  # abs: |gradient|
+    return _captum("Saliency")(q.f).attribute(q.x, **options), None
 
 
 def _input_x_gradient(q: Question):
@@ -276,6 +291,9 @@ METHODS: dict[str, Method] = {
             _saliency,
             signal="gradient",
             cite="simonyan2014saliency",
+            shares_forward=True,
+            tunnelable=True,
+            attribute_options=(("abs", True),),  # |gradient|
         ),
         Method(
             "input_x_gradient",
@@ -284,6 +302,8 @@ METHODS: dict[str, Method] = {
             "gradient",
             _input_x_gradient,
             cite="shrikumar2017deeplift",
+            shares_forward=True,
+            tunnelable=True,
         ),
         Method(
             "integrated_gradients",
@@ -295,6 +315,9 @@ METHODS: dict[str, Method] = {
             batched=True,
             # the steps, then f(x) and f(x') for the convergence delta
             count_passes=lambda n_tokens, n_steps, batch, n_samples: _batches(n_steps, batch) + 2,
+            shares_forward=True,
+            tunnelable=True,
+            complete=True,
         ),
         Method(
             "deeplift",
@@ -304,6 +327,9 @@ METHODS: dict[str, Method] = {
             _deeplift,
             cite="shrikumar2017deeplift",
             rows=lambda n_samples: 2,  # the input and the baseline
+            tunnelable=True,
+            one_use_hooks=True,
+            complete=True,
         ),
         Method(
             "deeplift_shap",
@@ -316,6 +342,8 @@ METHODS: dict[str, Method] = {
             cite="lundberg2017shap",
             rows=lambda n_samples: 2 * n_samples,  # the input repeated, and each baseline
             random_baselines=True,
+            one_use_hooks=True,
+            complete=True,
         ),
         Method(
             "guided_backprop",
@@ -364,6 +392,7 @@ METHODS: dict[str, Method] = {
             cite="zeiler2014visualizing",
             batched=True,
             count_passes=_per_token,
+            teacher_forced=True,
         ),
         Method(
             "feature_ablation",
@@ -373,6 +402,7 @@ METHODS: dict[str, Method] = {
             _feature_ablation,
             batched=True,
             count_passes=_per_token,
+            teacher_forced=True,
         ),
         Method(
             "lime",
@@ -408,6 +438,7 @@ METHODS: dict[str, Method] = {
             cite="strumbelj2010efficient",
             batched=True,
             count_passes=_per_token,
+            teacher_forced=True,
         ),
     ]
 }

@@ -34,9 +34,9 @@ from .explainer import (
 from .methods import METHODS, MethodNotApplicableError, check_method
 from .results import AttributionResult, ComparisonResult, RowsResult
 
-ONE_USE_HOOKS = ("deeplift", "deeplift_shap")
-"""Methods whose captum hooks keep one input and output per module: refused where ``f`` runs
-a module twice."""
+ONE_USE_HOOKS = tuple(name for name, m in METHODS.items() if m.one_use_hooks)
+"""Methods whose captum hooks keep one input and output per module (``one_use_hooks`` on
+their lines of the methods table): refused where ``f`` runs a module twice."""
 
 
 class _TaskExplainer(AttributionsExplainer):
@@ -59,11 +59,9 @@ class _TaskExplainer(AttributionsExplainer):
 
     def refusal(self, spec) -> str | None:
         reason = spec.refuse(self.lm)
-        if reason or not (self.runs_model_twice and spec.name in ONE_USE_HOOKS):
+        if reason or not (self.runs_model_twice and spec.one_use_hooks):
             return reason
-        working = [
-            n for n, m in METHODS.items() if not m.refuse(self.lm) and n not in ONE_USE_HOOKS
-        ]
+        working = [n for n, m in METHODS.items() if not m.refuse(self.lm) and not m.one_use_hooks]
         return (
             f"{spec.name} cannot explain a cosine of two sentence embeddings: the encoder runs "
             "once per text, and captum's DeepLift follows each module through one use only "

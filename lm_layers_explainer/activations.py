@@ -27,7 +27,7 @@ from .render import (
     progress,
     visible,
 )
-from .tasks import run
+from .running import run
 
 
 def _colour(index: int) -> str:

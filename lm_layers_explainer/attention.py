@@ -21,7 +21,8 @@ from .checks import check_choice, check_index, check_indices
 from .families import config_value, neuron_families
 from .models import LoadedModel
 from .render import INLINE_FONT, INLINE_WIDTH, Result, inline_png, visible
-from .tasks import Sequence, attention_weights, encode, run, token_texts
+from .running import attention_weights, run
+from .tasks import Sequence, encode, token_texts
 
 DISPLAY_MODES = ("light", "dark")
 VIEWS = ("head", "model", "neuron")

@@ -33,7 +33,8 @@ from .checks import check_choice, check_index
 from .families import config_value
 from .memory import SLOW_WORK, bytes_per_row, check_fits, forward_work, rollout_bytes
 from .render import NOT_SAVED, Result, fixed, grid_figure, html_grid, progress
-from .tasks import model_inputs, read_position, takes_logits_to_keep, token_texts
+from .running import model_inputs, takes_logits_to_keep
+from .tasks import read_position, token_texts
 
 METHODS = ("raw", "rollout", "flow")
 """``raw``: each layer's attention averaged over heads; ``rollout`` and ``flow``: the

@@ -18,7 +18,8 @@ import torch
 
 from .checks import check_bool, check_int, check_seed, check_unicode, is_int
 from .render import progress
-from .tasks import Sequence, Stepper, check_length, context_length, token_texts
+from .running import Stepper
+from .tasks import Sequence, check_length, context_length, token_texts
 
 if TYPE_CHECKING:
     from .models import LoadedModel

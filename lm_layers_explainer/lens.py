@@ -13,7 +13,8 @@ import warnings
 
 import torch
 
-from .tasks import Sequence, run
+from .running import run
+from .tasks import Sequence
 
 
 class LogitLens:

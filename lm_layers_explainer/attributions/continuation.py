@@ -29,7 +29,8 @@ from torch import nn
 from ..checks import check_unicode
 from ..forward import check_generation, extend
 from ..render import progress
-from ..tasks import check_length, logits_of_embeddings, takes_logits_to_keep, token_texts
+from ..running import logits_of_embeddings, takes_logits_to_keep
+from ..tasks import check_length, token_texts
 from .explained import attribute, with_progress
 from .methods import METHODS, Question, per_token_mask, token_scores
 from .results import ContinuationResult

@@ -19,17 +19,19 @@ from ..checks import check_choice
 from ..locks import UsesModel, seeded
 from ..models import LoadedModel
 from ..render import progress
-from ..tasks import (
-    Sequence,
+from ..running import (
     capture_outputs,
     embedding_module,
     logits_of_embeddings,
     multi_label,
+    takes_logits_to_keep,
+)
+from ..tasks import (
+    Sequence,
     question_text,
     read_position,
     read_position_in,
     special_flags,
-    takes_logits_to_keep,
     token_texts,
 )
 

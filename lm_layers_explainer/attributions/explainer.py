@@ -11,7 +11,7 @@ from ..checks import check_choice, check_finite, check_int, check_labels, check_
 from ..forward import token_id
 from ..memory import MAX_PASSES, REFUSE_ABOVE, check_passes, rows_that_fit
 from ..render import progress
-from ..tasks import (
+from ..running import (
     class_index,
     class_labels,
     embedding_module,

@@ -27,7 +27,7 @@ from ..checks import check_choice, check_int, check_labels, check_number, check_
 from ..memory import rows_that_fit
 from ..models import LoadedModel, load_model
 from ..render import Result, escape, inline_png
-from ..tasks import class_index, class_labels
+from ..running import class_index, class_labels
 from .explained import OUTPUTS, ExplainedOutput, outputs_of, read, with_progress
 from .methods import METHODS, MethodNotApplicableError, Question, check_method
 

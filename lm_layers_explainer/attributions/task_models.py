@@ -22,7 +22,8 @@ from torch import nn
 from ..base import Explainer
 from ..checks import check_int, check_template, check_text, int_list
 from ..render import progress, visible
-from ..tasks import encode, run, sentence_embeddings, special_flags, token_texts
+from ..running import run, sentence_embeddings
+from ..tasks import encode, special_flags, token_texts
 from .explained import Explained, read
 from .explainer import (
     CALL_OPTIONS,

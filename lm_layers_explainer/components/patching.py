@@ -32,7 +32,8 @@ from ..base import Explainer
 from ..checks import check_choice, check_int, check_text
 from ..memory import MAX_PASSES, check_fits, check_passes, patching_bytes, rows_that_fit
 from ..render import INLINE_WIDTH, Result, escape, fixed, grid_figure, html_grid, progress
-from ..tasks import encode, takes_logits_to_keep, token_texts
+from ..running import takes_logits_to_keep
+from ..tasks import encode, token_texts
 from .logit_attribution import visible_text
 from .stream import (
     SITES,

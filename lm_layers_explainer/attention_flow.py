@@ -17,12 +17,13 @@ is refused before any work when it does not fit; a long text shows a progress ba
 layers (rollout at 8,187 tokens on SmolLM2: about 11 GiB, 30 products of 8,187 x 8,187).
 
 >>> flow = lm_layers_explainer["attention_flow"]("tiny-gpt2", "The cat sat on the mat")
->>> flow(method="rollout").relevance.shape              # (layers, tokens)
+>>> flow(method="rollout").scores.shape                 # (layers, tokens)
 (2, 6)
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,21 +166,22 @@ class _Rows:
 
 @dataclass
 class AttentionFlowResult(Result):
-    """``relevance[l, j]``: the share of input token ``j`` in ``position`` after layer ``l``
-    (``raw``: layer ``l``'s attention from ``position`` to ``j``, averaged over heads)."""
+    """``scores[l, j]``: the share of input token ``j`` in ``position`` after layer ``l``
+    (``raw``: layer ``l``'s attention from ``position`` to ``j``, averaged over heads). The
+    field was called ``relevance``; that name still reads it, with a DeprecationWarning."""
 
     method: str
     model_name: str
     tokens: list[str]
     position: int
-    relevance: np.ndarray
+    scores: np.ndarray
     explainer: object = field(default=None, repr=False, metadata={NOT_SAVED: True})
 
     def __repr__(self) -> str:
-        top = np.argsort(-self.relevance[-1])[:3]
-        shown = ", ".join(f"{self.tokens[j]!r} {self.relevance[-1, j]:.3f}" for j in top)
+        top = np.argsort(-self.scores[-1])[:3]
+        shown = ", ".join(f"{self.tokens[j]!r} {self.scores[-1, j]:.3f}" for j in top)
         return (
-            f"AttentionFlowResult({self.method}, {self.relevance.shape[0]} layers x "
+            f"AttentionFlowResult({self.method}, {self.scores.shape[0]} layers x "
             f"{len(self.tokens)} tokens, into {self.tokens[self.position]!r} at "
             f"{self.position}; last layer: {shown})"
         )
@@ -189,11 +191,21 @@ class AttentionFlowResult(Result):
         import pandas as pd
 
         cells = [
-            (layer, j, token, float(self.relevance[layer, j]))
-            for layer in range(self.relevance.shape[0])
+            (layer, j, token, float(self.scores[layer, j]))
+            for layer in range(self.scores.shape[0])
             for j, token in enumerate(self.tokens)
         ]
         return pd.DataFrame(cells, columns=["layer", "position", "token", "relevance"])
+
+    @property
+    def relevance(self) -> np.ndarray:
+        """Deprecated name of :attr:`scores` (every attribution-like result says ``scores``)."""
+        warnings.warn(
+            "AttentionFlowResult.relevance is now .scores; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.scores
 
     def _title(self) -> str:
         what = {"raw": "attention (head mean)", "rollout": "attention rollout",
@@ -204,11 +216,11 @@ class AttentionFlowResult(Result):
         )
 
     def _grid(self):
-        largest = float(self.relevance.max()) or 1.0
-        cells = [[fixed(v) for v in row] for row in self.relevance]
-        shades = (self.relevance / largest).tolist()
+        largest = float(self.scores.max()) or 1.0
+        cells = [[fixed(v) for v in row] for row in self.scores]
+        shades = (self.scores / largest).tolist()
         columns = [f"{j}:{token}" for j, token in enumerate(self.tokens)]
-        rows = [f"layer {k}" for k in range(self.relevance.shape[0])]
+        rows = [f"layer {k}" for k in range(self.scores.shape[0])]
         return columns, rows, cells, shades
 
     def to_html(self) -> str:
@@ -227,11 +239,11 @@ class AttentionFlowResult(Result):
                 "this result was loaded from a file and keeps no model, so it cannot be "
                 "scored as an attribution"
             )
-        n_layers = self.relevance.shape[0]
+        n_layers = self.scores.shape[0]
         layer = n_layers - 1 if layer is None else check_index(layer, n_layers, "layer")
         attributions = self.explainer.attributions()
         return attributions.scored(
-            self.relevance[layer], f"attention_{self.method}", target, foil, output=output
+            self.scores[layer], f"attention_{self.method}", target, foil, output=output
         )
 
     def faithfulness(self, convention: str = "deletion", target=None, *, layer=None):
@@ -314,7 +326,7 @@ class AttentionFlowExplainer(Explainer):
         not fit); ``flow`` keeps every layer's attention and takes at most
         :data:`FLOW_MAX_TOKENS` tokens. A long text shows a progress bar over the layers.
 
-        Returns an :class:`AttentionFlowResult`; ``relevance`` is (layers, tokens).
+        Returns an :class:`AttentionFlowResult`; ``scores`` is (layers, tokens).
         """
         method = check_choice(method, "method", METHODS)
         seq = self.sequence
@@ -339,6 +351,6 @@ class AttentionFlowExplainer(Explainer):
             model_name=self.lm.name,
             tokens=token_texts(self.lm.tokenizer, seq.ids),
             position=position,
-            relevance=relevance,
+            scores=relevance,
             explainer=self,
         )

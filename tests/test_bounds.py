@@ -196,7 +196,7 @@ def test_rollout_a_layer_at_a_time_equals_the_paper_formula(monkeypatch, gpt2):
     for position in (None, 3):
         result = explain(method="rollout", position=position)
         expected = _rollout_by_the_paper(gpt2, TEXT, result.position)
-        np.testing.assert_allclose(result.relevance, expected, atol=1e-10)
+        np.testing.assert_allclose(result.scores, expected, atol=1e-10)
     assert explain._attention is None  # no layers x tokens x tokens array was kept
     layers = gpt2.n_layers
     assert [(bar.total, bar.n, bar.show) for bar in bars.made] == [(layers, layers, True)] * 2

@@ -347,23 +347,32 @@ def test_attention_flow_reads_the_models_own_attention(lm):
         own = lm.model(input_ids=ids, output_attentions=True).attentions
     mean = np.stack([a[0].double().mean(0).numpy() for a in own])
     raw = explain(method="raw")
-    np.testing.assert_allclose(raw.relevance, mean[:, -1], atol=1e-6)
-    np.testing.assert_allclose(explain(method="rollout").relevance, rollout(mean)[:, -1], atol=1e-6)
+    np.testing.assert_allclose(raw.scores, mean[:, -1], atol=1e-6)
+    np.testing.assert_allclose(explain(method="rollout").scores, rollout(mean)[:, -1], atol=1e-6)
     flowed = explain(method="flow", position=3)
     assert flowed.position == 3
-    np.testing.assert_allclose(flowed.relevance, _networkx_flow(mean, 3), atol=1e-6)
-    assert np.allclose(explain(method="rollout").relevance.sum(1), 1)  # shares of the position
+    np.testing.assert_allclose(flowed.scores, _networkx_flow(mean, 3), atol=1e-6)
+    assert np.allclose(explain(method="rollout").scores.sum(1), 1)  # shares of the position
+
+
+def test_attention_flows_old_name_relevance_still_reads_its_scores_with_a_warning():
+    """Every attribution-like result calls its values ``scores`` (issue 28); the old name
+    keeps working for one release."""
+    result = E["attention_flow"]("tiny-gpt2", TEXT)(method="raw")
+    with pytest.warns(DeprecationWarning, match=r"relevance is now \.scores"):
+        old = result.relevance
+    assert old is result.scores
 
 
 def test_rollout_faithfulness_deletes_its_top_token_first():
     explain = E["attention_flow"]("tiny-gpt2", TEXT)
     result = explain(method="rollout")
     attribution = result.as_attribution()
-    np.testing.assert_array_equal(attribution.scores, result.relevance[-1])
+    np.testing.assert_array_equal(attribution.scores, result.scores[-1])
     faith = result.faithfulness()
     lm = load_model("tiny-gpt2")
     ids = lm.tokenizer(TEXT)["input_ids"]
-    top = int(np.argmax(result.relevance[-1]))
+    top = int(np.argmax(result.scores[-1]))
     kept = [t for i, t in enumerate(ids) if i != top]
     with torch.no_grad():
         probs = lm.model(input_ids=torch.tensor([kept])).logits[0, -1].softmax(-1)

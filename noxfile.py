@@ -85,14 +85,9 @@ def portability(session: nox.Session) -> None:
     first, so no page keeps outputs computed under the usual kernels. CI builds the book this
     way: one execution of the pages is both the book and the portability check, and
     `nox -s browser` then opens it."""
-    import shutil
-
     install(session, "book")
     session.env.update(OTHER_KERNELS)
-    build = Path("book/_build")
-    shutil.rmtree(build / ".jupyter_cache", ignore_errors=True)
-    shutil.rmtree(build / ".doctrees", ignore_errors=True)  # else unchanged pages are not read
-    build_book(session)
+    build_book(session, fresh=True)
 
 
 @nox.session
@@ -128,38 +123,48 @@ def book(session: nox.Session) -> None:
     build_book(session)
 
 
-def build_book(session: nox.Session, output: Path = Path("book")) -> None:
-    """mermaid and MathJax from npm into book/_vendor, the -W build into output/_build, then
+BUILD = Path("book/_build")
+
+
+def build_book(session: nox.Session, *, fresh: bool = False) -> None:
+    """mermaid and MathJax from npm into book/_vendor, the -W build into book/_build, then
     the checks: no remote loads, links land, every output the build computed equals its
     reference (within tools/compare_outputs.py's tolerance), and every number in the prose is
-    one its section prints."""
-    build = output / "_build"
-    forget_stale_executions(build)
+    one its section prints. ``fresh``: every page executes again (no cached execution)."""
+    if fresh:
+        forget_executions()
+    forget_stale_executions()  # and stamps the package's digest for the next build
     session.run("python", "tools/fetch_js.py")
-    where = [] if output == Path("book") else ["--path-output", str(output)]
-    session.run("jupyter-book", "build", "book", *where, "--warningiserror", "--keep-going")
-    session.run("python", "tools/check_built_book.py", str(build / "html"))
-    session.run("python", "tools/check_book_outputs.py", str(build / ".jupyter_cache"))
-    session.run("python", "tools/check_prose_numbers.py", str(build / ".jupyter_cache"))
+    session.run("jupyter-book", "build", "book", "--warningiserror", "--keep-going")
+    session.run("python", "tools/check_built_book.py", str(BUILD / "html"))
+    session.run("python", "tools/check_book_outputs.py", str(BUILD / ".jupyter_cache"))
+    session.run("python", "tools/check_prose_numbers.py", str(BUILD / ".jupyter_cache"))
 
 
-def forget_stale_executions(build: Path) -> None:
+def forget_stale_executions() -> None:
     """jupyter-book's execution cache is keyed on a page's code only: after a change to the
-    package, a page would show outputs the package no longer gives. Drop the cache then, and
-    Sphinx's saved environment too: else Sphinx re-reads only the pages whose source changed,
-    the others are not executed again, and the outputs check finds no executed copy."""
+    package, a page would show outputs the package no longer gives. Forget the executions
+    then (:func:`forget_executions`)."""
     import hashlib
-    import shutil
 
     digest = hashlib.sha256()
     for path in sorted(Path("lm_layers_explainer").rglob("*.py")) + [Path("pyproject.toml")]:
         digest.update(path.read_bytes())
-    stamp = build / ".package-digest"
+    stamp = BUILD / ".package-digest"
     if not stamp.exists() or stamp.read_text() != digest.hexdigest():
-        shutil.rmtree(build / ".jupyter_cache", ignore_errors=True)
-        shutil.rmtree(build / ".doctrees", ignore_errors=True)
+        forget_executions()
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest.hexdigest())
+
+
+def forget_executions() -> None:
+    """Drop the execution cache, and Sphinx's saved environment too: else Sphinx re-reads
+    only the pages whose source changed, the others are not executed again, and the outputs
+    check finds no executed copy."""
+    import shutil
+
+    shutil.rmtree(BUILD / ".jupyter_cache", ignore_errors=True)
+    shutil.rmtree(BUILD / ".doctrees", ignore_errors=True)
 
 
 @nox.session

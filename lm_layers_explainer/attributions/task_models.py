@@ -35,10 +35,6 @@ from .explainer import (
 from .methods import METHODS, MethodNotApplicableError, check_method
 from .results import AttributionResult, ComparisonResult, RowsResult
 
-ONE_USE_HOOKS = tuple(name for name, m in METHODS.items() if m.one_use_hooks)
-"""Methods whose captum hooks keep one input and output per module (``one_use_hooks`` on
-their lines of the methods table): refused where ``f`` runs a module twice."""
-
 
 class _TaskExplainer(AttributionsExplainer):
     """What the task explainers share: the model kinds they accept, and one way to check a
